@@ -1,0 +1,1 @@
+//! gort-net: Go's `net` package on gort's netpoller.

@@ -1,0 +1,1 @@
+//! Stack-overflow detection (placeholder).

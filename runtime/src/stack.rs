@@ -1,0 +1,1 @@
+//! Coroutine stacks (placeholder; see the stack helper's work).

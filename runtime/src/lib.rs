@@ -2,8 +2,27 @@
 //!
 //! Stackful coroutines (on corosensei) emulate goroutines; an M:N scheduler runs them on
 //! worker threads whose loop includes the netpoller (epoll) and timers. See
-//! `docs/go-mapping.md` for how each piece maps onto Go's runtime.
+//! `docs/go-mapping.md` for how each piece maps onto Go's runtime, and `docs/soundness.md`
+//! for why the safe API is sound.
 #![warn(missing_docs)]
 
+pub(crate) mod blocking;
+pub mod io;
+mod join;
+mod monitor;
+pub mod netpoll;
 pub(crate) mod overflow;
+mod panic;
+pub mod park;
+mod registry;
+pub mod runtime;
+pub(crate) mod sched;
+mod spawn;
 pub(crate) mod stack;
+pub(crate) mod task;
+pub mod time;
+pub mod timer;
+
+pub use join::{JoinError, JoinHandle};
+pub use spawn::{current, run, spawn, spawn_blocking, yield_now, Builder, CoroutineInfo};
+pub use task::WaitReason;

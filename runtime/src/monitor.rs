@@ -1,0 +1,185 @@
+//! The monitor thread (Go's `sysmon`), statistics and the goroutine dump.
+//!
+//! One monitor per runtime. It
+//! - warns once when a worker has been inside one coroutine longer than the watchdog
+//!   threshold (10 ms by default), naming the coroutine and its spawn site (Go preempts
+//!   instead; gort has no preemption, so it reports);
+//! - polls the network and runs expired timers when no worker has done so for 10 ms (all
+//!   workers busy in long coroutines), as sysmon does;
+//! - prints the goroutine dump and exits with status 2 on SIGQUIT when enabled, like Go.
+//!
+//! It checks every half threshold while workers run, and every 50 ms when all are idle, so an
+//! idle runtime costs ~20 wake-ups a second.
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::sched::Shared;
+use crate::task::{WaitReason, PARKED, RUNNABLE, RUNNING};
+use crate::timer::nanotime;
+
+static SIGQUIT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigquit(_: libc::c_int) {
+    SIGQUIT.store(true, Ordering::SeqCst);
+}
+
+fn install_sigquit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: installing a handler that only stores to an atomic (async-signal-safe);
+        // the sigaction struct is zeroed and then filled in.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_sigquit as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGQUIT, &sa, std::ptr::null_mut());
+        }
+    });
+}
+
+pub(crate) fn start(rt: &'static Shared) -> io::Result<thread::JoinHandle<()>> {
+    if rt.cfg.dump_on_sigquit {
+        install_sigquit();
+    }
+    thread::Builder::new()
+        .name(format!("{}-monitor", rt.cfg.thread_name))
+        .spawn(move || monitor_main(rt))
+}
+
+fn monitor_main(rt: &'static Shared) {
+    let threshold = rt.cfg.watchdog;
+    let busy_tick = threshold
+        .map(|t| (t / 2).clamp(Duration::from_millis(1), Duration::from_millis(10)))
+        .unwrap_or(Duration::from_millis(10));
+    let mut warned: Vec<(u64, u64)> = vec![(0, 0); rt.nworkers()];
+    let mut last_poll = nanotime();
+    while !rt.shutdown.load(Ordering::SeqCst) {
+        let all_idle = rt.nidle.load(Ordering::SeqCst) == rt.nworkers();
+        thread::park_timeout(if all_idle { Duration::from_millis(50) } else { busy_tick });
+        if SIGQUIT.swap(false, Ordering::SeqCst) {
+            let mut err = io::stderr().lock();
+            let _ = writeln!(err, "SIGQUIT: quit\n\n{}", dump(rt));
+            std::process::exit(2);
+        }
+        let now = nanotime();
+        if let Some(th) = threshold {
+            let th = th.as_nanos() as u64;
+            for (i, w) in rt.workers.iter().enumerate() {
+                let id = w.running_id.load(Ordering::Relaxed);
+                let at = w.resumed_at.load(Ordering::Relaxed);
+                if id != 0 && now.saturating_sub(at) > th && warned[i] != (id, at) {
+                    warned[i] = (id, at);
+                    warn_stuck(rt, i, id, now.saturating_sub(at));
+                }
+            }
+        }
+        // Backstop for I/O and timers when every worker is busy.
+        if now.saturating_sub(last_poll) >= 10_000_000 {
+            last_poll = now;
+            if rt.next_timer() <= now {
+                rt.run_timers(now);
+            }
+            if rt.poller.has_registrations() {
+                rt.poller.try_poll(0, rt);
+            }
+        }
+    }
+}
+
+fn warn_stuck(rt: &Shared, worker: usize, id: u64, for_ns: u64) {
+    let (name, site) = match rt.registry.find(id) {
+        Some(t) => (
+            t.ident.name.clone().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+            t.ident.site.to_string(),
+        ),
+        None => (String::new(), "<unknown>".into()),
+    };
+    let _ = writeln!(
+        io::stderr().lock(),
+        "gort: watchdog: worker {worker} has run coroutine {id}{name} (spawned at {site}) for {} ms without yielding; \
+         other coroutines on this worker are stalled (move blocking or CPU-heavy work to gort::spawn_blocking, or call gort::yield_now)",
+        for_ns / 1_000_000
+    );
+}
+
+/// A snapshot of a runtime's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Worker threads.
+    pub workers: usize,
+    /// Coroutines spawned since start.
+    pub spawned: u64,
+    /// Coroutines alive now (spawned and not finished).
+    pub live: u64,
+    /// Coroutines parked now.
+    pub parked: u64,
+    /// Never-run coroutines taken from another worker's queue.
+    pub steals: u64,
+    /// netpoll calls (blocking or not).
+    pub polls: u64,
+    /// Idle workers woken to look for work.
+    pub wakeups: u64,
+    /// Coroutine resumes.
+    pub switches: u64,
+}
+
+pub(crate) fn stats(rt: &Shared) -> Stats {
+    let mut s = Stats {
+        workers: rt.nworkers(),
+        ..Stats::default()
+    };
+    let (mut fin, mut parked, mut unparked) = (0u64, 0u64, 0u64);
+    for c in rt.workers.iter().map(|w| &w.counters).chain([&rt.outside]) {
+        s.spawned += c.spawned.load(Ordering::Relaxed);
+        fin += c.finished.load(Ordering::Relaxed);
+        parked += c.parked.load(Ordering::Relaxed);
+        unparked += c.unparked.load(Ordering::Relaxed);
+        s.steals += c.steals.load(Ordering::Relaxed);
+        s.polls += c.polls.load(Ordering::Relaxed);
+        s.wakeups += c.wakeups.load(Ordering::Relaxed);
+        s.switches += c.switches.load(Ordering::Relaxed);
+    }
+    s.live = s.spawned.saturating_sub(fin);
+    s.parked = parked.saturating_sub(unparked);
+    s
+}
+
+fn reason_str(r: WaitReason) -> &'static str {
+    match r {
+        WaitReason::Other => "parked",
+        WaitReason::FdRead => "IO wait: fd read",
+        WaitReason::FdWrite => "IO wait: fd write",
+        WaitReason::Timer => "sleep",
+        WaitReason::Join => "join",
+        WaitReason::Chan => "chan",
+        WaitReason::Sync => "sync",
+        WaitReason::Blocking => "blocking pool",
+    }
+}
+
+/// Every live coroutine: id, name, state, spawn site and age, in Go's dump layout.
+pub(crate) fn dump(rt: &Shared) -> String {
+    let mut tasks = rt.registry.snapshot();
+    tasks.sort_by_key(|t| t.ident.id);
+    let now = Instant::now();
+    let mut out = String::new();
+    for t in tasks {
+        let state = match t.phase() {
+            RUNNING => "running".to_string(),
+            RUNNABLE => "runnable".to_string(),
+            PARKED => reason_str(t.wait_reason()).to_string(),
+            _ => "dead".to_string(),
+        };
+        let age = now.saturating_duration_since(t.born);
+        let _ = write!(out, "goroutine {} [{state}, {:.3}s]", t.ident.id, age.as_secs_f64());
+        if let Some(n) = &t.ident.name {
+            let _ = write!(out, " \"{n}\"");
+        }
+        let _ = writeln!(out, ":\n\tspawned at {}\n", t.ident.site);
+    }
+    out
+}

@@ -1,0 +1,150 @@
+//! Parking: the one blocking primitive everything else is built on.
+//!
+//! [`park`] blocks the caller until an [`Unparker`] for it is used (or spuriously), like
+//! `std::thread::park`: inside a coroutine it parks only the coroutine and the worker runs
+//! other work; on a plain thread it parks the thread. Every waiter in gort (PollDesc,
+//! channels, mutexes, join) loops on its own condition around `park`, so spurious returns and
+//! late unparks are harmless, and an unpark that comes before the park is never lost (it
+//! leaves a token).
+//!
+//! Go counterpart: `gopark`/`goready`. Go passes a commit callback to `gopark` to close the
+//! race between deciding to sleep and sleeping; the token makes that unnecessary here.
+use std::sync::Arc;
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::sched::worker;
+use crate::task::{Task, WaitReason};
+use crate::timer::{self, TimerAction};
+
+/// Wakes one parked coroutine or thread. Cheap to clone; unparking twice is harmless.
+#[derive(Clone)]
+pub struct Unparker {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Task(Arc<Task>),
+    Thread(Arc<Thread>),
+}
+
+impl Unparker {
+    /// Wakes the coroutine or thread (or makes its next [`park`] return at once).
+    pub fn unpark(&self) {
+        match &self.inner {
+            Inner::Task(t) => t.unpark(),
+            Inner::Thread(t) => t.unpark(),
+        }
+    }
+
+    /// True if both wake the same coroutine or thread.
+    pub fn same_as(&self, other: &Unparker) -> bool {
+        match (&self.inner, &other.inner) {
+            (Inner::Task(a), Inner::Task(b)) => Arc::ptr_eq(a, b),
+            (Inner::Thread(a), Inner::Thread(b)) => a.id() == b.id(),
+            _ => false,
+        }
+    }
+
+    /// Encodes into a word for lock-free slots: an aligned `Arc` pointer, low bit set for a
+    /// thread. The word is never 0..8, so callers may use those values as markers.
+    pub(crate) fn into_raw(self) -> usize {
+        match self.inner {
+            Inner::Task(t) => Arc::into_raw(t) as usize,
+            Inner::Thread(t) => Arc::into_raw(t) as usize | 1,
+        }
+    }
+
+    /// Decodes a word made by [`Unparker::into_raw`].
+    ///
+    /// # Safety
+    /// `raw` must come from `into_raw` and be decoded at most once.
+    pub(crate) unsafe fn from_raw(raw: usize) -> Unparker {
+        if raw & 1 == 1 {
+            Unparker {
+                // SAFETY: caller contract: this is an `Arc<Thread>` pointer from `into_raw`.
+                inner: Inner::Thread(unsafe { Arc::from_raw((raw & !1) as *const Thread) }),
+            }
+        } else {
+            Unparker {
+                // SAFETY: caller contract: this is an `Arc<Task>` pointer from `into_raw`.
+                inner: Inner::Task(unsafe { Arc::from_raw(raw as *const Task) }),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Task(t) => write!(f, "Unparker(coroutine {})", t.ident.id),
+            Inner::Thread(t) => write!(f, "Unparker(thread {:?})", t.id()),
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_UNPARKER: Arc<Thread> = Arc::new(thread::current());
+}
+
+/// An [`Unparker`] for the caller: its coroutine, or its thread outside coroutines.
+pub fn unparker() -> Unparker {
+    match worker::current_task_arc() {
+        Some(t) => Unparker { inner: Inner::Task(t) },
+        None => Unparker {
+            inner: Inner::Thread(THREAD_UNPARKER.with(|t| t.clone())),
+        },
+    }
+}
+
+/// True when called from inside a gort coroutine.
+pub fn in_coroutine() -> bool {
+    worker::current_task().is_some()
+}
+
+/// Blocks the caller until unparked; may return spuriously (loop on your condition).
+pub fn park() {
+    park_reason(WaitReason::Other)
+}
+
+/// [`park`] that records what the coroutine waits for (shown in goroutine dumps).
+pub fn park_reason(why: WaitReason) {
+    match worker::current_task() {
+        Some(t) => t.park(why),
+        None => thread::park(),
+    }
+}
+
+/// Blocks until unparked or until `deadline` passes; may return spuriously. Returns true if
+/// the deadline has passed.
+pub fn park_deadline(deadline: Instant, why: WaitReason) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return true;
+    }
+    match worker::current_task() {
+        Some(t) => {
+            let me = unparker();
+            let h = timer::add_timer_nanos(
+                timer::instant_to_nanos(deadline),
+                TimerAction::Unpark(me),
+            );
+            t.park(why);
+            h.cancel();
+        }
+        None => thread::park_timeout(deadline - now),
+    }
+    Instant::now() >= deadline
+}
+
+/// [`park_deadline`] with a relative timeout.
+pub fn park_timeout(timeout: Duration, why: WaitReason) -> bool {
+    match Instant::now().checked_add(timeout) {
+        Some(d) => park_deadline(d, why),
+        None => {
+            park_reason(why);
+            false
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The M:N scheduler (Go's `proc.go`): runtime state shared by all workers.
+//!
+//! One [`Shared`] per runtime, leaked so that tasks can point at it with `&'static`. Each
+//! worker is a thread plus a [`WorkerShared`] (Go's P and M in one): a ring of never-run tasks
+//! that others may steal ([`runq`]), an inbox for pinned tasks woken by other threads, a timer
+//! heap, and its sleep state. The worker loop itself is in [`worker`].
+//!
+//! Wake-ups without loss: a thread that makes work visible (push to a ring, the injector, an
+//! inbox) and then checks whether a worker sleeps, and a worker that publishes that it sleeps
+//! and then re-checks for work, both order those steps with SeqCst, so one of them always
+//! sees the other (Go's `wakep` / `stopm` rules with `nmspinning`).
+//!
+//! Differences from Go: tasks that have run are pinned to their worker (see task.rs), so only
+//! never-run tasks are stolen; there is no preemption (the watchdog in monitor.rs reports a
+//! worker stuck in one coroutine instead).
+pub(crate) mod runq;
+pub(crate) mod worker;
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use crate::blocking::BlockingPool;
+use crate::netpoll::Poller;
+use crate::registry::Registry;
+use crate::stack::StackPool;
+use crate::task::Task;
+use crate::timer::TimerHeap;
+use runq::RunQueue;
+
+pub(crate) const AWAKE: u8 = 0;
+pub(crate) const SLEEP_FUTEX: u8 = 1;
+pub(crate) const SLEEP_POLL: u8 = 2;
+
+/// Per-worker counters; each written only by its worker (Relaxed), summed by `stats`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) spawned: AtomicU64,
+    pub(crate) finished: AtomicU64,
+    pub(crate) parked: AtomicU64,
+    pub(crate) unparked: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) polls: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
+    pub(crate) switches: AtomicU64,
+}
+
+pub(crate) struct WorkerShared {
+    pub(crate) runq: RunQueue,
+    pub(crate) inbox: Mutex<VecDeque<Arc<Task>>>,
+    pub(crate) inbox_len: AtomicUsize,
+    pub(crate) sleep: AtomicU8,
+    /// Set by `wake_idle` before waking this worker as the one spinning worker.
+    pub(crate) woken_spinning: AtomicBool,
+    pub(crate) thread: OnceLock<Thread>,
+    pub(crate) timers: TimerHeap,
+    pub(crate) counters: Counters,
+    /// Watchdog: id of the coroutine being run (0 = none) and when it was resumed (nanotime).
+    pub(crate) running_id: AtomicU64,
+    pub(crate) resumed_at: AtomicU64,
+}
+
+/// Runtime configuration (from `runtime::Builder`).
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) workers: usize,
+    pub(crate) stack_size: usize,
+    pub(crate) thread_name: String,
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) dump_on_sigquit: bool,
+    pub(crate) max_blocking: usize,
+}
+
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
+    pub(crate) workers: Box<[WorkerShared]>,
+    pub(crate) injector: Mutex<VecDeque<Arc<Task>>>,
+    pub(crate) injector_len: AtomicUsize,
+    pub(crate) idle: Mutex<Vec<usize>>,
+    pub(crate) nidle: AtomicUsize,
+    pub(crate) nspinning: AtomicUsize,
+    pub(crate) poller: Poller,
+    pub(crate) stacks: StackPool,
+    pub(crate) registry: Registry,
+    pub(crate) blocking: BlockingPool,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) shutdown: AtomicBool,
+    /// Outside-worker counters (spawns from plain threads).
+    pub(crate) outside: Counters,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: Config) -> io::Result<&'static Shared> {
+        let n = cfg.workers.max(1);
+        let workers = (0..n)
+            .map(|_| WorkerShared {
+                runq: RunQueue::new(),
+                inbox: Mutex::new(VecDeque::new()),
+                inbox_len: AtomicUsize::new(0),
+                sleep: AtomicU8::new(AWAKE),
+                woken_spinning: AtomicBool::new(false),
+                thread: OnceLock::new(),
+                timers: TimerHeap::new(),
+                counters: Counters::default(),
+                running_id: AtomicU64::new(0),
+                resumed_at: AtomicU64::new(0),
+            })
+            .collect();
+        let shared = Shared {
+            workers,
+            injector: Mutex::new(VecDeque::new()),
+            injector_len: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::with_capacity(n)),
+            nidle: AtomicUsize::new(0),
+            nspinning: AtomicUsize::new(0),
+            poller: Poller::new()?,
+            stacks: StackPool::new(n),
+            registry: Registry::new(n + 1),
+            blocking: BlockingPool::new(
+                cfg.max_blocking,
+                Duration::from_secs(10),
+                format!("{}-blocking", cfg.thread_name),
+            ),
+            next_id: AtomicU64::new(1),
+            shutdown: AtomicBool::new(false),
+            outside: Counters::default(),
+            cfg,
+        };
+        Ok(Box::leak(Box::new(shared)))
+    }
+
+    pub(crate) fn nworkers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Counters of the calling worker of this runtime, or the outside counters.
+    pub(crate) fn counters(&self) -> &Counters {
+        match worker::current_index(self) {
+            Some(i) => &self.workers[i].counters,
+            None => &self.outside,
+        }
+    }
+
+    pub(crate) fn stats_parked(&self, delta: i32) {
+        let c = self.counters();
+        if delta > 0 {
+            c.parked.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.unparked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes an unparked (started, hence pinned) task runnable on its owner worker.
+    pub(crate) fn ready(&'static self, task: Arc<Task>) {
+        // Acquire: pairs with the owner's Release store in `worker::run_task` before the first
+        // resume (a parked task has run, so `owner` is set).
+        let owner = task.owner.load(Ordering::Acquire);
+        if owner >= self.workers.len() {
+            crate::overflow::throw("Shared::ready: parked task has no owner");
+        }
+        let task = match worker::try_ready_local(self, owner, task) {
+            Ok(()) => return,
+            Err(t) => t,
+        };
+        let w = &self.workers[owner];
+        w.inbox.lock().unwrap_or_else(|e| e.into_inner()).push_back(task);
+        w.inbox_len.fetch_add(1, Ordering::SeqCst);
+        self.wake_worker(owner);
+    }
+
+    /// Wakes worker `i` if it sleeps (it will find its inbox non-empty).
+    pub(crate) fn wake_worker(&self, i: usize) {
+        let w = &self.workers[i];
+        match w.sleep.load(Ordering::SeqCst) {
+            AWAKE => {}
+            SLEEP_POLL => self.poller.wake(),
+            _ => {
+                if let Some(t) = w.thread.get() {
+                    t.unpark();
+                }
+            }
+        }
+    }
+
+    /// Submits a never-run task from a thread that is not one of our workers.
+    pub(crate) fn inject(&self, task: Arc<Task>) {
+        {
+            let mut q = self.injector.lock().unwrap_or_else(|e| e.into_inner());
+            q.push_back(task);
+            self.injector_len.store(q.len(), Ordering::SeqCst);
+        }
+        self.wake_idle();
+    }
+
+    pub(crate) fn inject_batch(&self, tasks: Vec<Arc<Task>>) {
+        let mut q = self.injector.lock().unwrap_or_else(|e| e.into_inner());
+        q.extend(tasks);
+        self.injector_len.store(q.len(), Ordering::SeqCst);
+    }
+
+    pub(crate) fn pop_injector(&self) -> Option<Arc<Task>> {
+        if self.injector_len.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let mut q = self.injector.lock().unwrap_or_else(|e| e.into_inner());
+        let t = q.pop_front()?;
+        self.injector_len.store(q.len(), Ordering::SeqCst);
+        Some(t)
+    }
+
+    /// New stealable work exists: wake one idle worker unless one is already looking
+    /// (Go's `wakep`).
+    pub(crate) fn wake_idle(&self) {
+        fence(Ordering::SeqCst);
+        if self.nspinning.load(Ordering::SeqCst) != 0 || self.nidle.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if self
+            .nspinning
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return;
+        }
+        let w = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let w = idle.pop();
+            if w.is_some() {
+                self.nidle.fetch_sub(1, Ordering::SeqCst);
+            }
+            w
+        };
+        match w {
+            Some(i) => {
+                self.workers[i].woken_spinning.store(true, Ordering::SeqCst);
+                self.workers[i].counters.wakeups.fetch_add(1, Ordering::Relaxed);
+                self.wake_worker(i);
+            }
+            None => {
+                self.nspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Is there work any idle worker could take (not counting other workers' inboxes)?
+    pub(crate) fn has_stealable(&self) -> bool {
+        self.injector_len.load(Ordering::SeqCst) != 0
+            || self.workers.iter().any(|w| !w.runq.is_empty())
+    }
+
+    /// Earliest timer over all workers (nanotime), or u64::MAX.
+    pub(crate) fn next_timer(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.timers.next_when())
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Runs every expired timer of every worker. Returns how many fired.
+    pub(crate) fn run_timers(&'static self, now: u64) -> usize {
+        let mut n = 0;
+        for w in self.workers.iter() {
+            if w.timers.next_when() <= now {
+                n += w.timers.run_expired(now);
+            }
+        }
+        n
+    }
+
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for (i, w) in self.workers.iter().enumerate() {
+            let _ = w;
+            self.wake_worker(i);
+            if let Some(t) = self.workers[i].thread.get() {
+                t.unpark();
+            }
+        }
+        self.poller.wake();
+    }
+}
+
+/// The default runtime, started on first use.
+static DEFAULT: OnceLock<&'static Shared> = OnceLock::new();
+
+pub(crate) fn default_config() -> Config {
+    let workers = std::env::var("GORT_MAXPROCS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()));
+    Config {
+        workers,
+        stack_size: crate::stack::DEFAULT_STACK,
+        thread_name: "gort-worker".to_string(),
+        watchdog: Some(Duration::from_millis(10)),
+        dump_on_sigquit: std::env::var_os("GORT_SIGQUIT_DUMP").is_some_and(|v| v != "0"),
+        max_blocking: 512,
+    }
+}
+
+/// The runtime of the calling worker, else the default one (started lazily).
+pub(crate) fn current_or_default() -> &'static Shared {
+    if let Some(rt) = worker::current_rt() {
+        return rt;
+    }
+    DEFAULT.get_or_init(|| {
+        let rt = match Shared::new(default_config()) {
+            Ok(rt) => rt,
+            Err(e) => crate::overflow::throw(&format!("gort: cannot start the default runtime: {e}")),
+        };
+        if let Err(e) = start(rt) {
+            crate::overflow::throw(&format!("gort: cannot start the default runtime: {e}"));
+        }
+        rt
+    })
+}
+
+/// Starts the worker threads and the monitor of a runtime.
+pub(crate) fn start(rt: &'static Shared) -> io::Result<Vec<thread::JoinHandle<()>>> {
+    crate::overflow::install();
+    crate::panic::install_hook();
+    let mut handles = Vec::with_capacity(rt.nworkers() + 1);
+    for i in 0..rt.nworkers() {
+        let h = thread::Builder::new()
+            .name(format!("{}-{i}", rt.cfg.thread_name))
+            .spawn(move || worker::worker_main(rt, i))?;
+        let _ = rt.workers[i].thread.set(h.thread().clone());
+        handles.push(h);
+    }
+    handles.push(crate::monitor::start(rt)?);
+    Ok(handles)
+}

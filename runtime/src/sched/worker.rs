@@ -1,0 +1,359 @@
+//! The worker loop (Go's `schedule` / `findRunnable` / `stopm`).
+//!
+//! Each worker thread owns a [`WorkerCtx`] (thread-local): `runnext` (the task readied most
+//! recently on this worker, run next for latency, as Go's `runnext`), a local FIFO of pinned
+//! runnable tasks, and the id of the coroutine it runs. Search order in [`find_runnable`]:
+//! every 61st tick the global injector, the local FIFO, then the fresh ring, timers and
+//! netpoll come first (fairness: a pair of tasks waking each other through `runnext`, or a
+//! yield loop, cannot starve the rest, and I/O and timers are checked at least every 61
+//! ticks); otherwise inbox, runnext, local FIFO, fresh ring, injector, timers, netpoll,
+//! stealing, and finally sleep.
+//!
+//! Sleeping: an idle worker either becomes the one poller (blocks in `epoll_wait` with the
+//! nearest timer as timeout) or sleeps on its thread parker. Before it sleeps it publishes its
+//! state, then re-checks every source of work (see sched/mod.rs for the ordering argument).
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+
+use corosensei::CoroutineResult;
+
+use super::{Shared, AWAKE, SLEEP_FUTEX, SLEEP_POLL};
+use crate::task::{Suspend, Task, NO_OWNER};
+use crate::timer::nanotime;
+
+pub(crate) struct WorkerCtx {
+    pub(crate) rt: &'static Shared,
+    pub(crate) index: usize,
+    runnext: RefCell<Option<Arc<Task>>>,
+    local: RefCell<VecDeque<Arc<Task>>>,
+    /// The task being resumed on this thread (null in scheduler code). Points at a task kept
+    /// alive by the registry until it finishes.
+    current: Cell<*const Task>,
+    tick: Cell<u32>,
+    rng: Cell<u64>,
+    spinning: Cell<bool>,
+}
+
+thread_local! {
+    static CTX: Cell<Option<&'static WorkerCtx>> = const { Cell::new(None) };
+}
+
+fn ctx() -> Option<&'static WorkerCtx> {
+    CTX.with(|c| c.get())
+}
+
+pub(crate) fn current_rt() -> Option<&'static Shared> {
+    ctx().map(|c| c.rt)
+}
+
+pub(crate) fn current_index(rt: &Shared) -> Option<usize> {
+    ctx().filter(|c| std::ptr::eq(c.rt, rt)).map(|c| c.index)
+}
+
+/// The running task, if the caller runs inside a coroutine.
+pub(crate) fn current_task() -> Option<&'static Task> {
+    let c = ctx()?;
+    let p = c.current.get();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `current` is set only while this thread resumes that task, and the task is kept
+    // alive by the runtime's registry until it finishes, which is after its code (the only
+    // code that can observe `current` as non-null) stops running. The `'static` is a
+    // crate-internal convenience: callers use the reference only while the task runs.
+    Some(unsafe { &*p })
+}
+
+/// An owned handle to the running task.
+pub(crate) fn current_task_arc() -> Option<Arc<Task>> {
+    let t = current_task()? as *const Task;
+    // SAFETY: `t` came from `Arc::into_raw`-compatible storage (an `Arc<Task>` held by the
+    // registry keeps the allocation alive), so adding a strong count and materialising an
+    // `Arc` from the pointer is valid.
+    unsafe {
+        Arc::increment_strong_count(t);
+        Some(Arc::from_raw(t))
+    }
+}
+
+/// Readies `task` on the current thread if it is the owner worker of `rt`.
+pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Result<(), Arc<Task>> {
+    match ctx() {
+        Some(c) if c.index == owner && std::ptr::eq(c.rt, rt) => {
+            let old = c.runnext.borrow_mut().replace(task);
+            if let Some(old) = old {
+                c.local.borrow_mut().push_back(old);
+            }
+            Ok(())
+        }
+        _ => Err(task),
+    }
+}
+
+/// Pushes a never-run task on the current worker's ring; Err if the caller is not a worker
+/// of `rt`.
+pub(crate) fn try_spawn_local(rt: &'static Shared, task: Arc<Task>) -> Result<(), Arc<Task>> {
+    match ctx() {
+        Some(c) if std::ptr::eq(c.rt, rt) => {
+            if let Err(batch) = rt.workers[c.index].runq.push(task) {
+                rt.inject_batch(batch);
+            }
+            rt.wake_idle();
+            Ok(())
+        }
+        _ => Err(task),
+    }
+}
+
+fn next_rand(c: &WorkerCtx) -> u64 {
+    // xorshift64*
+    let mut x = c.rng.get();
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    c.rng.set(x);
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
+    crate::overflow::init_thread();
+    let _ = rt.workers[index].thread.set(std::thread::current());
+    let c: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
+        rt,
+        index,
+        runnext: RefCell::new(None),
+        local: RefCell::new(VecDeque::new()),
+        current: Cell::new(std::ptr::null()),
+        tick: Cell::new(0),
+        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
+        spinning: Cell::new(false),
+    }));
+    CTX.with(|x| x.set(Some(c)));
+    while let Some(task) = find_runnable(c) {
+        run_task(c, task);
+    }
+    CTX.with(|x| x.set(None));
+}
+
+fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
+    let w = &c.rt.workers[c.index];
+    if task.owner.load(Ordering::Relaxed) == NO_OWNER {
+        // Release: pairs with the Acquire load in `Shared::ready`.
+        task.owner.store(c.index, Ordering::Release);
+    } else if task.owner.load(Ordering::Relaxed) != c.index {
+        crate::overflow::throw("run_task: task pinned to another worker");
+    }
+    c.current.set(Arc::as_ptr(&task));
+    w.running_id.store(task.ident.id, Ordering::Relaxed);
+    w.resumed_at.store(nanotime(), Ordering::Relaxed);
+    w.counters.switches.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: we are the owner worker's thread (owner was just checked or claimed, and a task
+    // sits in exactly one queue, so nobody else resumes it), and the worker loop never
+    // resumes re-entrantly.
+    let r = unsafe { task.resume() };
+    w.running_id.store(0, Ordering::Relaxed);
+    c.current.set(std::ptr::null());
+    match r {
+        CoroutineResult::Yield(Suspend::Park) => {}
+        CoroutineResult::Yield(Suspend::Yield) => {
+            task.set_runnable_after_yield();
+            c.local.borrow_mut().push_back(task);
+        }
+        CoroutineResult::Return(()) => {
+            // SAFETY: owner thread, the coroutine just returned.
+            let stack = unsafe { task.finish() };
+            c.rt.stacks.free(stack, c.index);
+            c.rt.registry.remove(&task);
+            w.counters.finished.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn drain_inbox(c: &WorkerCtx) -> bool {
+    let w = &c.rt.workers[c.index];
+    if w.inbox_len.load(Ordering::SeqCst) == 0 {
+        return false;
+    }
+    let mut inbox = w.inbox.lock().unwrap_or_else(|e| e.into_inner());
+    let n = inbox.len();
+    w.inbox_len.fetch_sub(n, Ordering::SeqCst);
+    c.local.borrow_mut().extend(inbox.drain(..));
+    n > 0
+}
+
+fn pop_local(c: &WorkerCtx) -> Option<Arc<Task>> {
+    c.local.borrow_mut().pop_front()
+}
+
+/// Takes one task from the injector and moves a batch into our ring (Go's `globrunqget`).
+fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
+    let rt = c.rt;
+    if rt.injector_len.load(Ordering::SeqCst) == 0 {
+        return None;
+    }
+    let mut q = rt.injector.lock().unwrap_or_else(|e| e.into_inner());
+    let first = q.pop_front()?;
+    let extra = (q.len() / rt.nworkers()).min(64);
+    let runq = &rt.workers[c.index].runq;
+    for _ in 0..extra {
+        match q.pop_front() {
+            Some(t) => match runq.push(t) {
+                Ok(()) => {}
+                Err(mut back) => {
+                    // Ring full: put them back, in order.
+                    while let Some(t) = back.pop() {
+                        q.push_front(t);
+                    }
+                    break;
+                }
+            },
+            None => break,
+        }
+    }
+    rt.injector_len.store(q.len(), Ordering::SeqCst);
+    drop(q);
+    Some(first)
+}
+
+fn steal(c: &WorkerCtx) -> Option<Arc<Task>> {
+    let rt = c.rt;
+    let n = rt.nworkers();
+    if n == 1 {
+        return None;
+    }
+    let start = (next_rand(c) % n as u64) as usize;
+    let me = &rt.workers[c.index].runq;
+    for k in 0..n {
+        let v = (start + k) % n;
+        if v == c.index {
+            continue;
+        }
+        if let Some(t) = rt.workers[v].runq.steal_into(me) {
+            rt.workers[c.index]
+                .counters
+                .steals
+                .fetch_add(1, Ordering::Relaxed);
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// Non-blocking netpoll plus expired timers; readies what they wake.
+fn poll_and_timers(c: &'static WorkerCtx) {
+    let rt = c.rt;
+    let now = nanotime();
+    if rt.next_timer() <= now {
+        rt.run_timers(now);
+    }
+    if rt.poller.has_registrations() && rt.poller.try_poll(0, rt) {
+        rt.workers[c.index]
+            .counters
+            .polls
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn found(c: &'static WorkerCtx, t: Arc<Task>) -> Option<Arc<Task>> {
+    if c.spinning.replace(false) {
+        // We stop spinning: if we were the last spinner and work remains, wake another
+        // (Go's `resetspinning`).
+        if c.rt.nspinning.fetch_sub(1, Ordering::SeqCst) == 1 && c.rt.has_stealable() {
+            c.rt.wake_idle();
+        }
+    }
+    Some(t)
+}
+
+fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
+    let rt = c.rt;
+    let me = &rt.workers[c.index];
+    loop {
+        if rt.shutdown.load(Ordering::Relaxed) {
+            return None;
+        }
+        let tick = c.tick.get().wrapping_add(1);
+        c.tick.set(tick);
+        if tick % 61 == 0 {
+            poll_and_timers(c);
+            drain_inbox(c);
+            if let Some(t) = take_injector(c).or_else(|| pop_local(c)).or_else(|| me.runq.pop()) {
+                return found(c, t);
+            }
+        }
+        drain_inbox(c);
+        let next = c.runnext.borrow_mut().take();
+        if let Some(t) = next.or_else(|| pop_local(c)).or_else(|| me.runq.pop()) {
+            return found(c, t);
+        }
+        if let Some(t) = take_injector(c) {
+            return found(c, t);
+        }
+        // Timers and netpoll may ready pinned tasks (into runnext/local/inboxes).
+        poll_and_timers(c);
+        if c.runnext.borrow().is_some() || !c.local.borrow().is_empty() || drain_inbox(c) {
+            continue;
+        }
+        if let Some(t) = steal(c) {
+            return found(c, t);
+        }
+        sleep(c);
+    }
+}
+
+fn has_local_work(c: &WorkerCtx) -> bool {
+    let w = &c.rt.workers[c.index];
+    c.runnext.borrow().is_some()
+        || !c.local.borrow().is_empty()
+        || w.inbox_len.load(Ordering::SeqCst) != 0
+}
+
+fn sleep(c: &'static WorkerCtx) {
+    let rt = c.rt;
+    let w = &rt.workers[c.index];
+    if c.spinning.replace(false) {
+        rt.nspinning.fetch_sub(1, Ordering::SeqCst);
+    }
+    {
+        let mut idle = rt.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.push(c.index);
+        rt.nidle.fetch_add(1, Ordering::SeqCst);
+    }
+    let poller = rt.poller.try_acquire();
+    w.sleep.store(if poller { SLEEP_POLL } else { SLEEP_FUTEX }, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    let ready_now = has_local_work(c)
+        || w.woken_spinning.load(Ordering::SeqCst)
+        || rt.has_stealable()
+        || rt.next_timer() <= nanotime()
+        || rt.shutdown.load(Ordering::SeqCst);
+    if !ready_now {
+        if poller {
+            rt.poller.poll_blocking(rt);
+            w.counters.polls.fetch_add(1, Ordering::Relaxed);
+        } else {
+            std::thread::park();
+        }
+    }
+    if poller {
+        rt.poller.release();
+    }
+    w.sleep.store(AWAKE, Ordering::SeqCst);
+    {
+        let mut idle = rt.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = idle.iter().position(|&i| i == c.index) {
+            idle.swap_remove(pos);
+            rt.nidle.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    if w.woken_spinning.swap(false, Ordering::SeqCst) {
+        c.spinning.set(true);
+    }
+    // Poller hand-off: if we leave the poller role with work to do while others sleep, wake
+    // one so that somebody keeps watching the network and the timers.
+    if poller && has_local_work(c) && rt.nidle.load(Ordering::SeqCst) > 0 {
+        rt.wake_idle();
+    }
+}

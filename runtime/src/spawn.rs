@@ -1,0 +1,214 @@
+//! Spawning coroutines: `go!`, [`spawn`], [`Builder`], [`run`], [`yield_now`], [`current`],
+//! [`spawn_blocking`] (Go's `newproc`, `Gosched`, and the `go` statement).
+//!
+//! A spawn allocates the stack at once (so that a stack or map-count failure is an error of
+//! the spawn, not a crash later), builds the coroutine with the closure already placed on its
+//! stack, registers the task and pushes it on the calling worker's ring (or the injector from
+//! a plain thread). The body catches panics at the coroutine boundary and hands the result to
+//! the `JoinHandle`.
+use std::io;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::sync::atomic::Ordering;
+
+use corosensei::{Coroutine, Yielder};
+
+use crate::join::{JoinHandle, Packet};
+use crate::overflow::{self, CoroIdent};
+use crate::sched::{self, worker, Shared};
+use crate::task::{Suspend, Task, WaitReason};
+
+/// Configures a coroutine before spawning it (name, stack size), like `std::thread::Builder`.
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with the runtime's defaults.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the coroutine (shown in panics, overflow reports, the watchdog and dumps).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Usable stack size in bytes (rounded up to pages; at least 16 KiB).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Spawns on the current runtime (the caller's, or the default one, started lazily).
+    /// Fails if no stack can be allocated (the error names the limit that was hit).
+    #[track_caller]
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let site = Location::caller();
+        spawn_in(sched::current_or_default(), self, site, f)
+    }
+}
+
+pub(crate) fn spawn_in<F, T>(
+    rt: &'static Shared,
+    b: Builder,
+    site: &'static Location<'static>,
+    f: F,
+) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let worker = worker::current_index(rt);
+    let size = b
+        .stack_size
+        .unwrap_or(rt.cfg.stack_size)
+        .max(crate::stack::MIN_STACK);
+    let stack = rt.stacks.alloc(size, worker.unwrap_or(usize::MAX))?;
+    let usable = stack.usable_size();
+    let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
+    let packet = Packet::new();
+    let p2 = packet.clone();
+    let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), Suspend>, ()| {
+        match worker::current_task() {
+            Some(t) => t.set_yielder(y),
+            None => overflow::throw("coroutine body: no current task"),
+        }
+        let r = panic::catch_unwind(AssertUnwindSafe(f));
+        p2.complete(r);
+    });
+    let ident = CoroIdent {
+        id,
+        name: b.name.clone(),
+        site,
+    };
+    let task = Task::new(rt, ident, usable, coro);
+    rt.registry
+        .insert(worker.unwrap_or(rt.nworkers()), &task);
+    rt.counters().spawned.fetch_add(1, Ordering::Relaxed);
+    if let Err(task) = worker::try_spawn_local(rt, task) {
+        rt.inject(task);
+    }
+    Ok(JoinHandle {
+        packet,
+        id,
+        name: b.name,
+    })
+}
+
+/// Spawns a coroutine running `f` (Go's `go f()`), like `std::thread::spawn`.
+///
+/// # Panics
+/// If no stack can be allocated; use [`Builder::spawn`] to get the error instead.
+#[track_caller]
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let site = Location::caller();
+    match spawn_in(sched::current_or_default(), Builder::new(), site, f) {
+        Ok(h) => h,
+        Err(e) => panic!("gort::spawn: {e}"),
+    }
+}
+
+/// `go!(expr)`: runs `expr` on a new coroutine, like Go's `go` statement. Variables the
+/// expression uses are moved into the coroutine. Evaluates to the [`JoinHandle`].
+///
+/// ```
+/// let h = gort_runtime::go!(1 + 1);
+/// assert_eq!(h.join().unwrap(), 2);
+/// ```
+#[macro_export]
+macro_rules! go {
+    ($e:expr) => {
+        $crate::spawn(move || $e)
+    };
+}
+
+/// Runs `f` as the main coroutine of the default runtime and returns its value, like Go's
+/// `main`. A panic in `f` is resumed on the caller.
+#[track_caller]
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let site = Location::caller();
+    let h = match spawn_in(
+        sched::current_or_default(),
+        Builder::new().name("main"),
+        site,
+        f,
+    ) {
+        Ok(h) => h,
+        Err(e) => panic!("gort::run: {e}"),
+    };
+    match h.join() {
+        Ok(v) => v,
+        Err(e) => panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Lets other coroutines run (Go's `runtime.Gosched`); on a plain thread, yields the thread.
+pub fn yield_now() {
+    match worker::current_task() {
+        Some(t) => t.yield_now(),
+        None => std::thread::yield_now(),
+    }
+}
+
+/// Identity of the running coroutine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoroutineInfo {
+    id: u64,
+    name: Option<String>,
+}
+
+impl CoroutineInfo {
+    /// The coroutine's id (unique within its runtime, starting at 1).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Its name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// The running coroutine's id and name; `None` on a plain thread.
+pub fn current() -> Option<CoroutineInfo> {
+    worker::current_task().map(|t| CoroutineInfo {
+        id: t.ident.id,
+        name: t.ident.name.clone(),
+    })
+}
+
+/// Runs blocking work (a syscall that cannot be made non-blocking, a CPU-heavy computation,
+/// `getaddrinfo`) on the blocking thread pool and parks the calling coroutine until it is done.
+/// From a plain thread it simply runs `f`. A panic in `f` is resumed on the caller.
+pub fn spawn_blocking<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let Some(rt) = worker::current_task().map(|t| t.rt) else {
+        return f();
+    };
+    let packet = Packet::new();
+    let p2 = packet.clone();
+    rt.blocking.execute(Box::new(move || {
+        p2.complete(panic::catch_unwind(AssertUnwindSafe(f)));
+    }));
+    match packet.wait(WaitReason::Blocking) {
+        Ok(v) => v,
+        Err(p) => panic::resume_unwind(p),
+    }
+}

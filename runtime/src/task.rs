@@ -1,0 +1,285 @@
+//! Tasks: the runtime's goroutines (Go's `g`).
+//!
+//! A [`Task`] owns one corosensei coroutine on a slab stack, plus the header every other
+//! thread may read: id, name, spawn site, scheduling state, owning worker.
+//!
+//! # State machine
+//! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
+//! - the owner worker moves `RUNNABLE -> RUNNING` before resuming and `RUNNING -> RUNNABLE`
+//!   after a yield, preserving `NOTIFIED`;
+//! - the task itself, in [`Task::park`], either consumes `NOTIFIED` and returns, or moves
+//!   `RUNNING -> PARKED` and suspends;
+//! - [`Task::unpark`] (any thread) moves `PARKED -> RUNNABLE` and enqueues the task on its
+//!   owner, or sets `NOTIFIED` when the task is not parked, so no wake-up is ever lost.
+//!
+//! Park has `std::thread::park` semantics: it may return spuriously, and every waiter loops
+//! on its own condition. This replaces Go's `gopark`/`goready` pair and its commit
+//! callbacks with a token, which makes every wait protocol in gort a plain loop.
+//!
+//! # Soundness (see docs/soundness.md)
+//! The coroutine inside a task is touched only by the thread of its owner worker once it has
+//! started; before its first resume its stack holds only the `Send` closure, so the task may
+//! move to (be stolen by) another worker. That is the whole argument for the `Send`/`Sync`
+//! impls below. A task dropped while suspended leaks its stack instead of unwinding it on a
+//! foreign thread.
+use std::cell::{Cell, UnsafeCell};
+use std::mem::ManuallyDrop;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::overflow::{self, CoroIdent};
+use crate::sched::Shared;
+use crate::stack::SlabStack;
+
+/// Why a coroutine handed control back to its worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// `yield_now`: requeue at the back of the local queue.
+    Yield,
+    /// `park`: the state is already `PARKED`; whoever unparks it requeues it.
+    Park,
+}
+
+pub(crate) type Coro = Coroutine<(), Suspend, (), SlabStack>;
+
+const PHASE: u8 = 0b011;
+pub(crate) const RUNNABLE: u8 = 0;
+pub(crate) const RUNNING: u8 = 1;
+pub(crate) const PARKED: u8 = 2;
+pub(crate) const DONE: u8 = 3;
+const NOTIFIED: u8 = 0b100;
+
+/// Worker index meaning "never ran yet": such a task may be stolen.
+pub(crate) const NO_OWNER: usize = usize::MAX;
+
+/// What a parked task waits for, for the goroutine dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WaitReason {
+    /// Not waiting on anything in particular (generic park).
+    Other = 0,
+    /// Waiting for an fd to become readable.
+    FdRead = 1,
+    /// Waiting for an fd to become writable.
+    FdWrite = 2,
+    /// Sleeping on a timer.
+    Timer = 3,
+    /// Joining another coroutine.
+    Join = 4,
+    /// Channel send or receive, or `select!`.
+    Chan = 5,
+    /// A sync primitive (mutex, wait group, ...).
+    Sync = 6,
+    /// Waiting for a job on the blocking pool.
+    Blocking = 7,
+}
+
+impl WaitReason {
+    fn from_u8(v: u8) -> WaitReason {
+        match v {
+            1 => WaitReason::FdRead,
+            2 => WaitReason::FdWrite,
+            3 => WaitReason::Timer,
+            4 => WaitReason::Join,
+            5 => WaitReason::Chan,
+            6 => WaitReason::Sync,
+            7 => WaitReason::Blocking,
+            _ => WaitReason::Other,
+        }
+    }
+}
+
+/// One coroutine and its scheduling header.
+pub(crate) struct Task {
+    pub(crate) ident: CoroIdent,
+    pub(crate) rt: &'static Shared,
+    pub(crate) born: Instant,
+    pub(crate) stack_size: usize,
+    state: AtomicU8,
+    wait: AtomicU8,
+    /// Owning worker; written once by the first worker to run the task (before the resume
+    /// that makes it observable as `RUNNING`), read by unparkers after they observed `PARKED`.
+    pub(crate) owner: AtomicUsize,
+    /// Registry slot (shard << 32 | index), for the goroutine dump.
+    pub(crate) reg_slot: AtomicUsize,
+    /// Owner-thread-only: the coroutine (None once finished).
+    coro: UnsafeCell<Option<Coro>>,
+    /// Owner-thread-only: the coroutine's yielder, set when it first runs.
+    yielder: Cell<*const Yielder<(), Suspend>>,
+}
+
+// SAFETY: the only non-thread-safe fields are `coro` and `yielder`. Both are accessed only by
+// `Task::resume`, `Task::take_finished_stack`, `Task::park` and `Task::set_yielder`, which the
+// scheduler calls only on the thread of the task's owner worker, and only while the worker holds
+// the task (popped from its own queues) or while the task runs on that thread. Before the first
+// resume, the coroutine's stack contains only the closure, which is `Send` (spawn requires it),
+// so moving an unstarted task between threads moves only `Send` data. Once started, a task is
+// pinned (`owner` never changes), so thread-locals and `!Send` guards held across a park stay
+// on the thread that created them. `Drop` never unwinds a suspended coroutine (it leaks it).
+unsafe impl Send for Task {}
+// SAFETY: see the `Send` impl: shared access from other threads touches only atomics and
+// immutable fields.
+unsafe impl Sync for Task {}
+
+impl Task {
+    pub(crate) fn new(
+        rt: &'static Shared,
+        ident: CoroIdent,
+        stack_size: usize,
+        coro: Coro,
+    ) -> Arc<Task> {
+        Arc::new(Task {
+            ident,
+            rt,
+            born: Instant::now(),
+            stack_size,
+            state: AtomicU8::new(RUNNABLE),
+            wait: AtomicU8::new(WaitReason::Other as u8),
+            owner: AtomicUsize::new(NO_OWNER),
+            reg_slot: AtomicUsize::new(usize::MAX),
+            coro: UnsafeCell::new(Some(coro)),
+            yielder: Cell::new(std::ptr::null()),
+        })
+    }
+
+    pub(crate) fn phase(&self) -> u8 {
+        self.state.load(Ordering::Acquire) & PHASE
+    }
+
+    pub(crate) fn wait_reason(&self) -> WaitReason {
+        WaitReason::from_u8(self.wait.load(Ordering::Relaxed))
+    }
+
+    /// Marks the task runnable after a `yield_now` (keeps a pending notification).
+    pub(crate) fn set_runnable_after_yield(&self) {
+        // AcqRel: pairs with `unpark`'s CAS that may set NOTIFIED concurrently.
+        self.state.fetch_and(!PHASE, Ordering::AcqRel);
+    }
+
+    /// Resumes the coroutine on the owner thread.
+    ///
+    /// # Safety
+    /// Must be called on the owner worker's thread (or, for a never-run task, by the worker
+    /// that is about to become its owner and has set `owner`), never re-entrantly.
+    pub(crate) unsafe fn resume(&self) -> CoroutineResult<Suspend, ()> {
+        // Phase RUNNABLE (0) -> RUNNING (1), keeping NOTIFIED. AcqRel: pairs with the unparker's
+        // CAS that moved us to RUNNABLE (we see what it wrote before waking us).
+        self.state.fetch_or(RUNNING, Ordering::AcqRel);
+        overflow::set_running(&self.ident);
+        // SAFETY: the caller guarantees we are on the owner thread and not re-entrant, so no
+        // other reference to the coroutine exists.
+        let coro = unsafe { &mut *self.coro.get() };
+        let r = match coro {
+            Some(c) => c.resume(()),
+            None => overflow::throw("Task::resume: task already finished"),
+        };
+        overflow::set_running(std::ptr::null());
+        r
+    }
+
+    /// After the coroutine returned: marks DONE and hands back its stack.
+    ///
+    /// # Safety
+    /// Owner thread only, after `resume` returned `CoroutineResult::Return`.
+    pub(crate) unsafe fn finish(&self) -> SlabStack {
+        self.state.store(DONE, Ordering::Release);
+        // SAFETY: owner thread, coroutine finished and not running (caller's contract).
+        let coro = unsafe { &mut *self.coro.get() };
+        match coro.take() {
+            Some(c) => c.into_stack(),
+            None => overflow::throw("Task::finish: no coroutine"),
+        }
+    }
+
+    /// Called by the coroutine body on its first run.
+    pub(crate) fn set_yielder(&self, y: &Yielder<(), Suspend>) {
+        self.yielder.set(y as *const _);
+    }
+
+    /// Suspends the running coroutine (which must be `self`) back to its worker.
+    fn suspend(&self, why: Suspend) {
+        let y = self.yielder.get();
+        if y.is_null() {
+            overflow::throw("Task::suspend: coroutine has no yielder");
+        }
+        // SAFETY: `yielder` was set by this coroutine's body on its first run and points into
+        // the coroutine's own stack frame, which lives as long as the coroutine runs; we are
+        // running inside that coroutine (callers reach here only through `current_task`).
+        unsafe { (*y).suspend(why) };
+    }
+
+    /// `yield_now` for the running task.
+    pub(crate) fn yield_now(&self) {
+        self.suspend(Suspend::Yield);
+    }
+
+    /// Parks the running task (which must be `self`) until unparked; may return spuriously.
+    pub(crate) fn park(&self, why: WaitReason) {
+        // Acquire: pairs with the unparker's AcqRel CAS that set NOTIFIED.
+        let cur = self.state.load(Ordering::Acquire);
+        if cur & NOTIFIED != 0 {
+            // Unparkers never change a state that has NOTIFIED set while RUNNING, so a plain
+            // store cannot lose an update.
+            self.state.store(RUNNING, Ordering::Release);
+            return;
+        }
+        match self
+            .state
+            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                self.wait.store(why as u8, Ordering::Relaxed);
+                self.rt.stats_parked(1);
+                self.suspend(Suspend::Park);
+                self.rt.stats_parked(-1);
+                self.wait.store(WaitReason::Other as u8, Ordering::Relaxed);
+            }
+            Err(s) if s == RUNNING | NOTIFIED => self.state.store(RUNNING, Ordering::Release),
+            Err(s) => overflow::throw(&format!("Task::park: bad state {s:#x}")),
+        }
+    }
+
+    /// Wakes the task: makes a parked task runnable on its owner worker, or leaves a
+    /// notification that its next `park` consumes.
+    pub(crate) fn unpark(self: &Arc<Task>) {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            let (new, wake) = match cur & PHASE {
+                DONE => return,
+                PARKED => (RUNNABLE, true),
+                _ if cur & NOTIFIED != 0 => return,
+                _ => (cur | NOTIFIED, false),
+            };
+            // AcqRel: Release publishes what the waker wrote before waking (a channel value,
+            // readiness) to the task, which reads the state with Acquire in `park`/`resume`.
+            match self
+                .state
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if wake {
+                        self.rt.ready(self.clone());
+                    }
+                    return;
+                }
+                Err(s) => cur = s,
+            }
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(c) = self.coro.get_mut().take() {
+            if c.started() && !c.done() {
+                // A suspended coroutine dropped (blocked forever, or runtime shut down):
+                // unwinding it here could run its destructors on a foreign thread, so leak it.
+                let _ = ManuallyDrop::new(c);
+            }
+        }
+    }
+}

@@ -5,5 +5,6 @@
 //! `docs/go-mapping.md` for how each piece maps onto Go's runtime.
 #![warn(missing_docs)]
 
+pub(crate) mod blocking;
 pub(crate) mod overflow;
 pub(crate) mod stack;

@@ -311,24 +311,16 @@ unsafe impl corosensei::stack::Stack for SlabStack {
     }
 }
 
-/// Per-class list of slot base addresses.
-struct ClassList {
-    usable: usize,
-    slots: Vec<usize>,
-}
+/// `(usable size, slot bases)` per size class.
+type ClassLists = Vec<(usize, Vec<usize>)>;
 
-fn class_list(lists: &mut Vec<ClassList>, usable: usize) -> &mut Vec<usize> {
-    let i = match lists.iter().position(|c| c.usable == usable) {
-        Some(i) => i,
-        None => {
-            lists.push(ClassList {
-                usable,
-                slots: Vec::new(),
-            });
-            lists.len() - 1
-        }
-    };
-    &mut lists[i].slots
+/// Finds (or adds) the list for size class `usable`.
+fn class_list(lists: &mut ClassLists, usable: usize) -> &mut Vec<usize> {
+    let i = lists.iter().position(|c| c.0 == usable).unwrap_or_else(|| {
+        lists.push((usable, Vec::new()));
+        lists.len() - 1
+    });
+    &mut lists[i].1
 }
 
 struct Region {
@@ -357,7 +349,7 @@ struct Inner {
 /// Stack allocator for one runtime. Send + Sync.
 pub(crate) struct StackPool {
     id: usize,
-    caches: Box<[Mutex<Vec<ClassList>>]>,
+    caches: Box<[Mutex<ClassLists>]>,
     inner: Mutex<Inner>,
     forced: Option<GuardMode>,
     in_use: AtomicUsize,
@@ -852,6 +844,22 @@ mod tests {
         for s in stacks {
             pool.free(s, 0);
         }
+        // Past the ~32.7k stacks at which mprotect guards would exhaust 65530 maps.
+        let many: Vec<SlabStack> = (0..40_000)
+            .map(|_| pool.alloc(MIN_STACK, 0).unwrap())
+            .collect();
+        assert!(maps_in(&pool) <= pool.stats().regions);
+        for s in many {
+            pool.free(s, usize::MAX);
+        }
+    }
+
+    #[test]
+    fn pool_is_send_sync_and_stack_is_send() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<StackPool>();
+        send::<SlabStack>();
     }
 
     #[test]

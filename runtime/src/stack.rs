@@ -18,6 +18,10 @@
 //! [`HIGH_WATER`] cached stacks of one class on that worker, the usable pages go back
 //! to the OS (`MADV_DONTNEED`) and the slot goes to the pool's global clean list.
 //! Allocation order: worker cache, global clean list, new slot (new region if needed).
+//! Frees from non-worker threads go straight to the clean list. Slots are never given
+//! back as address space before the pool drops (only their pages are), so a burst of
+//! N stacks keeps N slots' page-table entries and guard markers; that is the price of
+//! guards installed once per slot.
 //!
 //! Invariants: every slot ever handed out has its guard installed (guards are never
 //! removed); a region is unmapped only when its pool drops with no stack in use; the

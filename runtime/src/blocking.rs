@@ -21,7 +21,7 @@
 //! call inside a coroutine, so blocking work is shipped to these threads instead, the
 //! way tokio's `spawn_blocking` does.
 // The scheduler (merged separately) is the caller; until then parts are test-only.
-#![cfg_attr(not(test), allow(dead_code))]
+
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -209,12 +209,12 @@ impl Fd {
             return Err(closed_error());
         }
         st.closing = true;
+        let st = &mut *st;
         let waiters: Vec<Unparker> = st.rq.drain(..).chain(st.wq.drain(..)).collect();
         let last = st.refs == 0;
         if last {
             st.fd_closed = true;
         }
-        drop(st);
         self.reg.close();
         for u in waiters {
             u.unpark();

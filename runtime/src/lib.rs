@@ -7,6 +7,10 @@
 #![warn(missing_docs)]
 
 pub(crate) mod blocking;
+pub mod io;
+mod join;
+mod monitor;
+pub mod netpoll;
 pub(crate) mod overflow;
 mod panic;
 pub mod park;

@@ -17,7 +17,7 @@
 //! overflow in the function prologue and grows the stack; Rust cannot move stacks, so
 //! we detect it by the guard page fault and make it fatal with a precise message.
 // The scheduler (merged separately) is the caller; until then parts are test-only.
-#![cfg_attr(not(test), allow(dead_code))]
+
 
 use std::cell::{Cell, RefCell};
 use std::panic::Location;

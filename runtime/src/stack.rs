@@ -33,7 +33,7 @@
 //! cannot be moved: pointers into it exist), so overflow is fatal, as in Go past
 //! `maxstacksize`, and is reported by the guard page instead of a prologue check.
 // The scheduler (merged separately) is the caller; until then parts are test-only.
-#![cfg_attr(not(test), allow(dead_code))]
+
 
 use std::io;
 use std::num::NonZeroUsize;

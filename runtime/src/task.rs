@@ -24,7 +24,6 @@
 //! foreign thread.
 use std::cell::{Cell, UnsafeCell};
 use std::mem::ManuallyDrop;
-use std::panic::Location;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;

@@ -59,7 +59,11 @@ fn monitor_main(rt: &'static Shared) {
     let mut last_poll = nanotime();
     while !rt.shutdown.load(Ordering::SeqCst) {
         let all_idle = rt.nidle.load(Ordering::SeqCst) == rt.nworkers();
-        thread::park_timeout(if all_idle { Duration::from_millis(50) } else { busy_tick });
+        thread::park_timeout(if all_idle {
+            Duration::from_millis(50)
+        } else {
+            busy_tick
+        });
         if SIGQUIT.swap(false, Ordering::SeqCst) {
             let mut err = io::stderr().lock();
             let _ = writeln!(err, "SIGQUIT: quit\n\n{}", dump(rt));
@@ -93,7 +97,11 @@ fn monitor_main(rt: &'static Shared) {
 fn warn_stuck(rt: &Shared, worker: usize, id: u64, for_ns: u64) {
     let (name, site) = match rt.registry.find(id) {
         Some(t) => (
-            t.ident.name.clone().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+            t.ident
+                .name
+                .clone()
+                .map(|n| format!(" \"{n}\""))
+                .unwrap_or_default(),
             t.ident.site.to_string(),
         ),
         None => (String::new(), "<unknown>".into()),
@@ -125,6 +133,19 @@ pub struct Stats {
     pub wakeups: u64,
     /// Coroutine resumes.
     pub switches: u64,
+    /// Threads in the blocking pool.
+    pub blocking_threads: usize,
+    /// Coroutine stacks handed out now.
+    pub stacks_in_use: usize,
+    /// Freed stacks kept for reuse.
+    pub stacks_cached: usize,
+    /// Stack regions mapped (each one memory map).
+    pub stack_regions: usize,
+    /// Stack slots carved so far (each with its guard page).
+    pub stack_slots: usize,
+    /// How guard pages are made: "madv_guard_install" (no extra memory map) or
+    /// "mprotect" (two maps each, budgeted against vm.max_map_count).
+    pub stack_guard: Option<&'static str>,
 }
 
 pub(crate) fn stats(rt: &Shared) -> Stats {
@@ -144,6 +165,16 @@ pub(crate) fn stats(rt: &Shared) -> Stats {
         s.switches += c.switches.load(Ordering::Relaxed);
     }
     s.live = s.spawned.saturating_sub(fin);
+    s.blocking_threads = rt.blocking.threads();
+    let st = rt.stacks.stats();
+    s.stacks_in_use = st.in_use;
+    s.stacks_cached = st.free_cached;
+    s.stack_regions = st.regions;
+    s.stack_slots = st.slots_mapped;
+    s.stack_guard = st.guard_mode.map(|m| match m {
+        crate::stack::GuardMode::GuardInstall => "madv_guard_install",
+        crate::stack::GuardMode::Mprotect => "mprotect",
+    });
     s.parked = parked.saturating_sub(unparked);
     s
 }
@@ -175,11 +206,21 @@ pub(crate) fn dump(rt: &Shared) -> String {
             _ => "dead".to_string(),
         };
         let age = now.saturating_duration_since(t.born);
-        let _ = write!(out, "goroutine {} [{state}, {:.3}s]", t.ident.id, age.as_secs_f64());
+        let _ = write!(
+            out,
+            "goroutine {} [{state}, {:.3}s]",
+            t.ident.id,
+            age.as_secs_f64()
+        );
         if let Some(n) = &t.ident.name {
             let _ = write!(out, " \"{n}\"");
         }
-        let _ = writeln!(out, ":\n\tspawned at {}\n", t.ident.site);
+        let _ = writeln!(
+            out,
+            ":\n\tspawned at {}, stack {} KiB\n",
+            t.ident.site,
+            t.stack_size / 1024
+        );
     }
     out
 }

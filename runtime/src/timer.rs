@@ -15,7 +15,7 @@ use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::park::Unparker;
 
@@ -33,16 +33,11 @@ pub(crate) fn nanotime() -> u64 {
 /// Converts an `Instant` to nanotime, saturating (past: 0; far future: u64::MAX - 1).
 pub(crate) fn instant_to_nanos(t: Instant) -> u64 {
     match t.checked_duration_since(epoch()) {
-        Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1).min(u64::MAX - 1),
+        Some(d) => u64::try_from(d.as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .min(u64::MAX - 1),
         None => 0,
     }
-}
-
-/// Converts nanotime back to an `Instant` (saturating at far future).
-pub(crate) fn nanos_to_instant(n: u64) -> Instant {
-    let e = epoch();
-    e.checked_add(Duration::from_nanos(n))
-        .unwrap_or_else(|| e + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 const PENDING: u8 = 0;
@@ -129,6 +124,7 @@ impl TimerHeap {
         self.next.load(Ordering::SeqCst)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.lock().unwrap_or_else(|e| e.into_inner()).0.len()
     }
@@ -137,7 +133,12 @@ impl TimerHeap {
         let mut g = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         let seq = g.1;
         g.1 += 1;
-        g.0.push(Reverse(Entry { when, seq, action, state }));
+        g.0.push(Reverse(Entry {
+            when,
+            seq,
+            action,
+            state,
+        }));
         let z = self.zombies.load(Ordering::Relaxed);
         if z > 64 && z * 2 > g.0.len() {
             // Many cancelled entries: rebuild without them.
@@ -174,8 +175,7 @@ impl TimerHeap {
         let mut n = 0;
         for e in due {
             if let Some(s) = &e.state {
-                if s
-                    .state
+                if s.state
                     .compare_exchange(PENDING, FIRED, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()
                 {
@@ -228,6 +228,7 @@ pub(crate) fn add_timer_nanos(when: u64, action: TimerAction) -> TimerHandle {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
 
     fn leak_heap() -> &'static TimerHeap {
         Box::leak(Box::new(TimerHeap::new()))
@@ -239,7 +240,11 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         for (i, when) in [50u64, 10, 30, 20, 40].into_iter().enumerate() {
             let l = log.clone();
-            h.push(when, TimerAction::Call(Box::new(move || l.lock().unwrap().push((i, when)))), None);
+            h.push(
+                when,
+                TimerAction::Call(Box::new(move || l.lock().unwrap().push((i, when)))),
+                None,
+            );
         }
         assert_eq!(h.next_when(), 10);
         assert_eq!(h.run_expired(9), 0);
@@ -257,9 +262,18 @@ mod tests {
         let hits = Arc::new(AtomicUsize::new(0));
         let mut handles = Vec::new();
         for i in 0..200u64 {
-            let st = Arc::new(TimerState { state: AtomicU8::new(PENDING), heap: h });
+            let st = Arc::new(TimerState {
+                state: AtomicU8::new(PENDING),
+                heap: h,
+            });
             let c = hits.clone();
-            h.push(1000 + i, TimerAction::Call(Box::new(move || { c.fetch_add(1, Ordering::SeqCst); })), Some(st.clone()));
+            h.push(
+                1000 + i,
+                TimerAction::Call(Box::new(move || {
+                    c.fetch_add(1, Ordering::SeqCst);
+                })),
+                Some(st.clone()),
+            );
             handles.push(TimerHandle { st });
         }
         for t in &handles[..150] {

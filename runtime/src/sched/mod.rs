@@ -166,7 +166,10 @@ impl Shared {
             Err(t) => t,
         };
         let w = &self.workers[owner];
-        w.inbox.lock().unwrap_or_else(|e| e.into_inner()).push_back(task);
+        w.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(task);
         w.inbox_len.fetch_add(1, Ordering::SeqCst);
         self.wake_worker(owner);
     }
@@ -201,16 +204,6 @@ impl Shared {
         self.injector_len.store(q.len(), Ordering::SeqCst);
     }
 
-    pub(crate) fn pop_injector(&self) -> Option<Arc<Task>> {
-        if self.injector_len.load(Ordering::SeqCst) == 0 {
-            return None;
-        }
-        let mut q = self.injector.lock().unwrap_or_else(|e| e.into_inner());
-        let t = q.pop_front()?;
-        self.injector_len.store(q.len(), Ordering::SeqCst);
-        Some(t)
-    }
-
     /// New stealable work exists: wake one idle worker unless one is already looking
     /// (Go's `wakep`).
     pub(crate) fn wake_idle(&self) {
@@ -236,7 +229,10 @@ impl Shared {
         match w {
             Some(i) => {
                 self.workers[i].woken_spinning.store(true, Ordering::SeqCst);
-                self.workers[i].counters.wakeups.fetch_add(1, Ordering::Relaxed);
+                self.workers[i]
+                    .counters
+                    .wakeups
+                    .fetch_add(1, Ordering::Relaxed);
                 self.wake_worker(i);
             }
             None => {
@@ -311,7 +307,9 @@ pub(crate) fn current_or_default() -> &'static Shared {
     DEFAULT.get_or_init(|| {
         let rt = match Shared::new(default_config()) {
             Ok(rt) => rt,
-            Err(e) => crate::overflow::throw(&format!("gort: cannot start the default runtime: {e}")),
+            Err(e) => {
+                crate::overflow::throw(&format!("gort: cannot start the default runtime: {e}"))
+            }
         };
         if let Err(e) = start(rt) {
             crate::overflow::throw(&format!("gort: cannot start the default runtime: {e}"));

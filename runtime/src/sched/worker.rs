@@ -3,8 +3,8 @@
 //! Each worker thread owns a [`WorkerCtx`] (thread-local): `runnext` (the task readied most
 //! recently on this worker, run next for latency, as Go's `runnext`), a local FIFO of pinned
 //! runnable tasks, and the id of the coroutine it runs. Search order in [`find_runnable`]:
-//! every 61st tick the global injector, the local FIFO, then the fresh ring, timers and
-//! netpoll come first (fairness: a pair of tasks waking each other through `runnext`, or a
+//! every 61st tick timers and netpoll are checked and the global injector, the fresh ring,
+//! then the local FIFO come first (fairness: a pair of tasks waking each other through `runnext`, or a
 //! yield loop, cannot starve the rest, and I/O and timers are checked at least every 61
 //! ticks); otherwise inbox, runnext, local FIFO, fresh ring, injector, timers, netpoll,
 //! stealing, and finally sleep.
@@ -279,7 +279,11 @@ fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
         if tick % 61 == 0 {
             poll_and_timers(c);
             drain_inbox(c);
-            if let Some(t) = take_injector(c).or_else(|| pop_local(c)).or_else(|| me.runq.pop()) {
+            // Fresh (ring) before local: yielders sit in `local` and would starve the ring.
+            if let Some(t) = take_injector(c)
+                .or_else(|| me.runq.pop())
+                .or_else(|| pop_local(c))
+            {
                 return found(c, t);
             }
         }
@@ -322,7 +326,10 @@ fn sleep(c: &'static WorkerCtx) {
         rt.nidle.fetch_add(1, Ordering::SeqCst);
     }
     let poller = rt.poller.try_acquire();
-    w.sleep.store(if poller { SLEEP_POLL } else { SLEEP_FUTEX }, Ordering::SeqCst);
+    w.sleep.store(
+        if poller { SLEEP_POLL } else { SLEEP_FUTEX },
+        Ordering::SeqCst,
+    );
     fence(Ordering::SeqCst);
     let ready_now = has_local_work(c)
         || w.woken_spinning.load(Ordering::SeqCst)

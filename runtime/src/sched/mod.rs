@@ -49,7 +49,7 @@ pub(crate) struct Counters {
 }
 
 pub(crate) struct WorkerShared {
-    pub(crate) runq: RunQueue,
+    pub(crate) runq: RunQueue<Task>,
     pub(crate) inbox: Mutex<VecDeque<Arc<Task>>>,
     pub(crate) inbox_len: AtomicUsize,
     pub(crate) sleep: AtomicU8,

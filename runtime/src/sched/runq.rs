@@ -7,24 +7,25 @@
 //! Difference from Go: only tasks that have never run are stored here, because a task that has
 //! started is pinned to its worker (see task.rs). So everything in this ring may be stolen.
 //!
+//! Generic over the element so that its model tests need no runtime.
+//!
 //! Invariants: `tail - head <= N` (wrapping u32 arithmetic); slots in `head..tail` each own one
-//! strong `Arc<Task>` count (stored with `Arc::into_raw`); slots outside hold stale pointers that
+//! strong `Arc<T>` count (stored with `Arc::into_raw`); slots outside hold stale pointers that
 //! are never dereferenced.
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use crate::task::Task;
 
 pub(crate) const N: u32 = 256;
 
-pub(crate) struct RunQueue {
+pub(crate) struct RunQueue<T> {
     head: AtomicU32,
     tail: AtomicU32,
-    buf: Box<[AtomicPtr<Task>]>,
+    buf: Box<[AtomicPtr<T>]>,
 }
 
-impl RunQueue {
-    pub(crate) fn new() -> RunQueue {
+impl<T> RunQueue<T> {
+    pub(crate) fn new() -> RunQueue<T> {
         RunQueue {
             head: AtomicU32::new(0),
             tail: AtomicU32::new(0),
@@ -34,7 +35,7 @@ impl RunQueue {
         }
     }
 
-    fn slot(&self, i: u32) -> &AtomicPtr<Task> {
+    fn slot(&self, i: u32) -> &AtomicPtr<T> {
         &self.buf[(i % N) as usize]
     }
 
@@ -50,21 +51,21 @@ impl RunQueue {
 
     /// Owner only. Pushes at the tail; when full, returns the task and half the queue so the
     /// caller moves them to the global injector (Go's `runqputslow`).
-    pub(crate) fn push(&self, task: Arc<Task>) -> Result<(), Vec<Arc<Task>>> {
+    pub(crate) fn push(&self, task: Arc<T>) -> Result<(), Vec<Arc<T>>> {
         loop {
             // Acquire: pairs with the Release CAS on head by consumers (their slot reads are done).
             let h = self.head.load(Ordering::Acquire);
             let t = self.tail.load(Ordering::Relaxed); // only we write tail
             if t.wrapping_sub(h) < N {
                 self.slot(t)
-                    .store(Arc::into_raw(task) as *mut Task, Ordering::Relaxed);
+                    .store(Arc::into_raw(task) as *mut T, Ordering::Relaxed);
                 // Release: publishes the slot write to consumers that load tail with Acquire.
                 self.tail.store(t.wrapping_add(1), Ordering::Release);
                 return Ok(());
             }
             // Full: take half off the head for the injector.
             let n = N / 2;
-            let ptrs: Vec<*mut Task> = (0..n)
+            let ptrs: Vec<*mut T> = (0..n)
                 .map(|i| self.slot(h.wrapping_add(i)).load(Ordering::Relaxed))
                 .collect();
             if self
@@ -74,7 +75,7 @@ impl RunQueue {
             {
                 continue; // a stealer raced us; there may be room now
             }
-            let mut out: Vec<Arc<Task>> = ptrs
+            let mut out: Vec<Arc<T>> = ptrs
                 .into_iter()
                 // SAFETY: the CAS moved these slots out of `head..tail`, transferring their
                 // strong counts to us.
@@ -86,7 +87,7 @@ impl RunQueue {
     }
 
     /// Owner or anyone: pops from the head.
-    pub(crate) fn pop(&self) -> Option<Arc<Task>> {
+    pub(crate) fn pop(&self) -> Option<Arc<T>> {
         loop {
             let h = self.head.load(Ordering::Acquire);
             // Acquire: pairs with the owner's Release store of tail after writing the slot.
@@ -109,7 +110,7 @@ impl RunQueue {
 
     /// Steals about half of `self` (the victim) into `dst` (owned by the caller) and returns
     /// one of the stolen tasks to run at once (Go's `runqsteal`).
-    pub(crate) fn steal_into(&self, dst: &RunQueue) -> Option<Arc<Task>> {
+    pub(crate) fn steal_into(&self, dst: &RunQueue<T>) -> Option<Arc<T>> {
         let dt = dst.tail.load(Ordering::Relaxed); // we own dst
         let dh = dst.head.load(Ordering::Acquire);
         loop {
@@ -125,7 +126,7 @@ impl RunQueue {
             let n = avail - avail / 2;
             let room = N - dt.wrapping_sub(dh);
             let n = n.min(room.max(1));
-            let mut first: *mut Task = std::ptr::null_mut();
+            let mut first: *mut T = std::ptr::null_mut();
             for i in 0..n {
                 let p = self.slot(h.wrapping_add(i)).load(Ordering::Relaxed);
                 if i == 0 {
@@ -150,10 +151,134 @@ impl RunQueue {
     }
 }
 
-impl Drop for RunQueue {
+impl<T> Drop for RunQueue<T> {
     fn drop(&mut self) {
         while let Some(t) = self.pop() {
             drop(t);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{HashSet, VecDeque};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize),
+        Pop(usize),
+        Steal { victim: usize, thief: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..2usize).prop_map(Op::Push),
+            2 => (0..2usize).prop_map(Op::Pop),
+            1 => (0..2usize, 0..2usize).prop_map(|(victim, thief)| Op::Steal { victim, thief }),
+        ]
+    }
+
+    proptest! {
+        /// Sequential model test against two VecDeques plus an overflow list.
+        #[test]
+        fn matches_model(ops in proptest::collection::vec(op(), 1..600)) {
+            let qs = [RunQueue::<u64>::new(), RunQueue::<u64>::new()];
+            let mut model = [VecDeque::new(), VecDeque::new()];
+            let mut next = 0u64;
+            for o in ops {
+                match o {
+                    Op::Push(q) => {
+                        next += 1;
+                        match qs[q].push(Arc::new(next)) {
+                            Ok(()) => model[q].push_back(next),
+                            Err(batch) => {
+                                // Half of the oldest plus the new one went out, in order.
+                                let mut expect: Vec<u64> = model[q].drain(..(N / 2) as usize).collect();
+                                expect.push(next);
+                                let got: Vec<u64> = batch.iter().map(|a| **a).collect();
+                                prop_assert_eq!(got, expect);
+                            }
+                        }
+                    }
+                    Op::Pop(q) => {
+                        prop_assert_eq!(qs[q].pop().map(|a| *a), model[q].pop_front());
+                    }
+                    Op::Steal { victim, thief } => {
+                        if victim == thief || !model[thief].is_empty() {
+                            continue;
+                        }
+                        let n = model[victim].len();
+                        let got = qs[victim].steal_into(&qs[thief]).map(|a| *a);
+                        if n == 0 {
+                            prop_assert_eq!(got, None);
+                        } else {
+                            let take = n - n / 2;
+                            let moved: Vec<u64> = model[victim].drain(..take).collect();
+                            prop_assert_eq!(got, Some(moved[0]));
+                            model[thief].extend(&moved[1..]);
+                        }
+                    }
+                }
+                prop_assert_eq!(qs[0].len(), model[0].len());
+                prop_assert_eq!(qs[1].len(), model[1].len());
+            }
+        }
+    }
+
+    /// Concurrent: the owner pushes and pops while two thieves steal; every element is taken
+    /// exactly once and none leaks (Arc counts).
+    #[test]
+    fn concurrent_steal_takes_each_once() {
+        let victim = Arc::new(RunQueue::<u64>::new());
+        let done = Arc::new(AtomicBool::new(false));
+        let total = 200_000u64;
+        let thieves: Vec<_> = (0..2)
+            .map(|_| {
+                let v = victim.clone();
+                let d = done.clone();
+                std::thread::spawn(move || {
+                    let mine = RunQueue::<u64>::new();
+                    let mut got = Vec::new();
+                    loop {
+                        let finished = d.load(Ordering::SeqCst);
+                        if let Some(x) = v.steal_into(&mine) {
+                            got.push(*x);
+                        }
+                        while let Some(x) = mine.pop() {
+                            got.push(*x);
+                        }
+                        if finished && v.is_empty() {
+                            return got;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut got = Vec::new();
+        let mut overflow = Vec::new();
+        for i in 0..total {
+            if let Err(batch) = victim.push(Arc::new(i)) {
+                overflow.extend(batch.into_iter().map(|a| *a));
+            }
+            if i % 3 == 0 {
+                if let Some(x) = victim.pop() {
+                    got.push(*x);
+                }
+            }
+        }
+        done.store(true, Ordering::SeqCst);
+        while let Some(x) = victim.pop() {
+            got.push(*x);
+        }
+        for t in thieves {
+            got.extend(t.join().unwrap());
+        }
+        got.extend(overflow);
+        let set: HashSet<u64> = got.iter().copied().collect();
+        assert_eq!(got.len() as u64, total, "duplicates or losses");
+        assert_eq!(set.len() as u64, total);
     }
 }

@@ -6,6 +6,8 @@
 //!   instead; gort has no preemption, so it reports);
 //! - polls the network and runs expired timers when no worker has done so for 10 ms (all
 //!   workers busy in long coroutines), as sysmon does;
+//! - trims the stack pool once a second (Go's scavenger): surplus freed stacks give their
+//!   pages back to the OS;
 //! - prints the goroutine dump and exits with status 2 on SIGQUIT when enabled, like Go.
 //!
 //! It checks every half threshold while workers run, and every 50 ms when all are idle, so an
@@ -55,8 +57,10 @@ fn monitor_main(rt: &'static Shared) {
     let busy_tick = threshold
         .map(|t| (t / 2).clamp(Duration::from_millis(1), Duration::from_millis(10)))
         .unwrap_or(Duration::from_millis(10));
-    let mut warned: Vec<(u64, u64)> = vec![(0, 0); rt.nworkers()];
+    // Per worker: (switch count, running id) last seen, since when, and whether we warned.
+    let mut seen: Vec<(u64, u64, u64, bool)> = vec![(0, 0, 0, false); rt.nworkers()];
     let mut last_poll = nanotime();
+    let mut last_trim = nanotime();
     while !rt.shutdown.load(Ordering::SeqCst) {
         let all_idle = rt.nidle.load(Ordering::SeqCst) == rt.nworkers();
         thread::park_timeout(if all_idle {
@@ -74,12 +78,20 @@ fn monitor_main(rt: &'static Shared) {
             let th = th.as_nanos() as u64;
             for (i, w) in rt.workers.iter().enumerate() {
                 let id = w.running_id.load(Ordering::Relaxed);
-                let at = w.resumed_at.load(Ordering::Relaxed);
-                if id != 0 && now.saturating_sub(at) > th && warned[i] != (id, at) {
-                    warned[i] = (id, at);
-                    warn_stuck(rt, i, id, now.saturating_sub(at));
+                let sw = w.counters.switches.load(Ordering::Relaxed);
+                let s = &mut seen[i];
+                if id == 0 || (sw, id) != (s.0, s.1) {
+                    *s = (sw, id, now, false);
+                } else if !s.3 && now.saturating_sub(s.2) > th {
+                    s.3 = true;
+                    warn_stuck(rt, i, id, now.saturating_sub(s.2));
                 }
             }
+        }
+        // Scavenger: give the pages of surplus freed stacks back to the OS.
+        if now.saturating_sub(last_trim) >= 1_000_000_000 {
+            last_trim = now;
+            rt.stacks.trim();
         }
         // Backstop for I/O and timers when every worker is busy.
         if now.saturating_sub(last_poll) >= 10_000_000 {
@@ -108,7 +120,7 @@ fn warn_stuck(rt: &Shared, worker: usize, id: u64, for_ns: u64) {
     };
     let _ = writeln!(
         io::stderr().lock(),
-        "gort: watchdog: worker {worker} has run coroutine {id}{name} (spawned at {site}) for {} ms without yielding; \
+        "gort: watchdog: worker {worker} has run coroutine {id}{name} (spawned at {site}) for over {} ms without yielding; \
          other coroutines on this worker are stalled (move blocking or CPU-heavy work to gort::spawn_blocking, or call gort::yield_now)",
         for_ns / 1_000_000
     );

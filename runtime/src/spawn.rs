@@ -1,21 +1,22 @@
 //! Spawning coroutines: `go!`, [`spawn`], [`Builder`], [`run`], [`yield_now`], [`current`],
 //! [`spawn_blocking`] (Go's `newproc`, `Gosched`, and the `go` statement).
 //!
-//! A spawn allocates the stack at once (so that a stack or map-count failure is an error of
-//! the spawn, not a crash later), builds the coroutine with the closure already placed on its
-//! stack, registers the task and pushes it on the calling worker's ring (or the injector from
-//! a plain thread). The body catches panics at the coroutine boundary and hands the result to
+//! A spawn boxes the closure, registers the task and pushes it on the calling worker's ring (or
+//! the injector from a plain thread). The stack is taken when the coroutine first runs, from
+//! that worker's cache: queued never-run tasks hold no stack, and stealing moves only the
+//! closure. If a stack cannot be had then (the mprotect guard budget of an old kernel is spent),
+//! that task fails (its join returns the error) and later spawns allocate eagerly, so the
+//! spawn itself returns the error naming `vm.max_map_count`. The body catches panics at the coroutine boundary and hands the result to
 //! the `JoinHandle`.
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::Ordering;
 
-use corosensei::{Coroutine, Yielder};
 
 use crate::join::{JoinHandle, Packet};
-use crate::overflow::{self, CoroIdent};
+use crate::overflow::CoroIdent;
 use crate::sched::{self, worker, Shared};
-use crate::task::{Suspend, Task, WaitReason};
+use crate::task::{StartFn, Task, WaitReason};
 
 /// Configures a coroutine before spawning it (name, stack size), like `std::thread::Builder`.
 #[derive(Debug, Default, Clone)]
@@ -70,25 +71,27 @@ where
         .stack_size
         .unwrap_or(rt.cfg.stack_size)
         .max(crate::stack::MIN_STACK);
-    let stack = rt.stacks.alloc(size, worker.unwrap_or(usize::MAX))?;
-    let usable = stack.usable_size();
+    // Stacks are normally taken when the coroutine first runs (so that a million queued
+    // spawns hold closures, not stacks). Once the pool has failed for lack of guard budget,
+    // allocate eagerly so that the spawn itself reports the error.
+    let stack = if rt.stacks.exhausted() {
+        Some(rt.stacks.alloc(size, worker.unwrap_or(usize::MAX))?)
+    } else {
+        None
+    };
     let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
     let packet = Packet::new();
     let p2 = packet.clone();
-    let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), Suspend>, ()| {
-        match worker::current_task() {
-            Some(t) => t.set_yielder(y),
-            None => overflow::throw("coroutine body: no current task"),
-        }
-        let r = panic::catch_unwind(AssertUnwindSafe(f));
-        p2.complete(r);
+    let start: StartFn = Box::new(move |err: Option<io::Error>| match err {
+        None => p2.complete(panic::catch_unwind(AssertUnwindSafe(f))),
+        Some(e) => p2.complete(Err(Box::new(format!("coroutine could not start: {e}")))),
     });
     let ident = CoroIdent {
         id,
         name: b.name.clone(),
         site,
     };
-    let task = Task::new(rt, ident, usable, coro);
+    let task = Task::new(rt, ident, size, start, stack);
     rt.registry.insert(worker.unwrap_or(rt.nworkers()), &task);
     rt.counters().spawned.fetch_add(1, Ordering::Relaxed);
     if let Err(task) = worker::try_spawn_local(rt, task) {

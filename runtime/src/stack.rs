@@ -15,9 +15,12 @@
 //! `(vm.max_map_count - lines(/proc/self/maps) - 1000) / 2` guards, re-read when spent.
 //!
 //! Reuse: freed stacks go to the freeing worker's cache (pages stay warm); past
-//! [`HIGH_WATER`] cached stacks of one class on that worker, the usable pages go back
-//! to the OS (`MADV_DONTNEED`) and the slot goes to the pool's global clean list.
-//! Allocation order: worker cache, global clean list, new slot (new region if needed).
+//! [`HIGH_WATER`] cached stacks of one class on that worker, the slot goes to the pool's
+//! global dirty list; the monitor calls [`StackPool::trim`] about once a second, which gives
+//! the pages of dirty stacks beyond [`GLOBAL_KEEP`] back to the OS (`MADV_DONTNEED`) and moves
+//! them to the clean list. So the free path never makes a syscall.
+//! Allocation order: worker cache, global dirty list, global clean list, new slot (new region
+//! if needed).
 //! Frees from non-worker threads go straight to the clean list. Slots are never given
 //! back as address space before the pool drops (only their pages are), so a burst of
 //! N stacks keeps N slots' page-table entries and guard markers; that is the price of
@@ -48,7 +51,10 @@ const MAX_SLOTS_PER_REGION: usize = 256;
 /// Address space a region aims at when stacks are large (fewer slots then).
 const REGION_TARGET_BYTES: usize = 64 << 20;
 /// Warm stacks of one size class cached per worker before pages go back to the OS.
-pub(crate) const HIGH_WATER: usize = 64;
+pub(crate) const HIGH_WATER: usize = 256;
+/// Dirty (touched) stacks kept in the global list per size class; beyond this, [`StackPool::trim`]
+/// gives their pages back to the OS.
+pub(crate) const GLOBAL_KEEP: usize = 1024;
 /// Maps left for the rest of the process when budgeting mprotect guards.
 const MAP_MARGIN: usize = 1000;
 /// Largest usable size accepted (guards against arithmetic overflow).
@@ -338,6 +344,10 @@ struct Class {
     next: usize,
     end: usize,
     clean: Vec<usize>,
+    /// Freed stacks whose pages are still resident (no syscall on the free path).
+    dirty: Vec<usize>,
+    /// Lowest `dirty.len()` since the last trim: stacks below it sat unused all along.
+    dirty_low: usize,
 }
 
 struct Inner {
@@ -357,6 +367,8 @@ pub(crate) struct StackPool {
     forced: Option<GuardMode>,
     in_use: AtomicUsize,
     cached: AtomicUsize,
+    /// Set once a carve failed for lack of guard budget (spawns then allocate eagerly).
+    exhausted: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -391,6 +403,7 @@ impl StackPool {
             forced,
             in_use: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
+            exhausted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -423,7 +436,18 @@ impl StackPool {
         let usable = (size.max(MIN_STACK) + page - 1) & !(page - 1);
         let slot_base = match self.pop_cached(usable, worker) {
             Some(b) => b,
-            None => self.carve(usable)?,
+            None => match self.carve(usable) {
+                Ok(b) => {
+                    self.exhausted.store(false, Ordering::Relaxed);
+                    b
+                }
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::OutOfMemory {
+                        self.exhausted.store(true, Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
+            },
         };
         self.in_use.fetch_add(1, Ordering::Relaxed);
         Ok(SlabStack {
@@ -441,7 +465,9 @@ impl StackPool {
             .or_else(|| {
                 let mut inner = lock(&self.inner);
                 let class = inner.classes.iter_mut().find(|c| c.usable == usable)?;
-                class.clean.pop()
+                let d = class.dirty.pop();
+                class.dirty_low = class.dirty_low.min(class.dirty.len());
+                d.or_else(|| class.clean.pop())
             });
         if hit.is_some() {
             self.cached.fetch_sub(1, Ordering::Relaxed);
@@ -463,6 +489,8 @@ impl StackPool {
                     next: 0,
                     end: 0,
                     clean: Vec::new(),
+                    dirty: Vec::new(),
+                    dirty_low: 0,
                 };
                 inner.classes.push(c);
                 inner.classes.len() - 1
@@ -504,6 +532,11 @@ impl StackPool {
         Ok(addr)
     }
 
+    /// True after an allocation failed for lack of memory or guard budget, until one succeeds.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.exhausted.load(Ordering::Relaxed)
+    }
+
     /// Returns `stack` to the pool; `worker` is the caller's worker index or `usize::MAX`.
     pub(crate) fn free(&self, stack: SlabStack, worker: usize) {
         if stack.pool_id != self.id {
@@ -519,19 +552,43 @@ impl StackPool {
                 return;
             }
         }
-        let page = page_size();
-        // SAFETY: the usable range lies in a region this pool mapped; the stack was
-        // handed back, so nothing runs on it, and dropping its pages is allowed. The
-        // guard page below the range is left alone.
-        unsafe {
-            let addr = (stack.slot_base + page) as *mut libc::c_void;
-            libc::madvise(addr, stack.usable, libc::MADV_DONTNEED);
-        }
         let mut inner = lock(&self.inner);
         match inner.classes.iter_mut().find(|c| c.usable == stack.usable) {
-            Some(class) => class.clean.push(stack.slot_base),
+            Some(class) => class.dirty.push(stack.slot_base),
             None => crate::overflow::throw("StackPool::free: stack of an unknown size class"),
         }
+    }
+
+    /// Gives the pages of global dirty stacks beyond [`GLOBAL_KEEP`] per class that stayed
+    /// unused since the previous trim back to the OS (`MADV_DONTNEED`) and moves them to the clean list. Called by the runtime's monitor
+    /// about once a second (Go's background scavenger plays this part), so the free path never
+    /// makes a syscall. Returns how many stacks were released.
+    pub(crate) fn trim(&self) -> usize {
+        self.trim_to(GLOBAL_KEEP)
+    }
+
+    pub(crate) fn trim_to(&self, keep: usize) -> usize {
+        let page = page_size();
+        let mut released = 0;
+        let mut inner = lock(&self.inner);
+        for class in inner.classes.iter_mut() {
+            // Only the surplus that stayed unused since the last trim: the oldest entries.
+            let idle = class.dirty_low.min(class.dirty.len());
+            let n = idle.saturating_sub(keep);
+            for base in class.dirty.drain(..n) {
+                // SAFETY: the usable range lies in a region this pool mapped; the stack was
+                // handed back, so nothing runs on it, and dropping its pages is allowed. The
+                // guard page below the range is left alone.
+                unsafe {
+                    let addr = (base + page) as *mut libc::c_void;
+                    libc::madvise(addr, class.usable, libc::MADV_DONTNEED);
+                }
+                class.clean.push(base);
+                released += 1;
+            }
+            class.dirty_low = class.dirty.len();
+        }
+        released
     }
 
     /// Current counters.
@@ -813,7 +870,11 @@ mod tests {
         for s in stacks {
             pool.free(s, 0);
         }
-        // The first HIGH_WATER stay cached on worker 0; the last went back to the OS.
+        // The first HIGH_WATER stay cached on worker 0; the last went to the dirty list, still
+        // resident until a trim gives its pages back.
+        assert_eq!(pool.trim_to(GLOBAL_KEEP), 0);
+        assert_eq!(pool.trim_to(0), 0, "first trim only marks the low-water mark");
+        assert_eq!(pool.trim_to(0), 1);
         let again: Vec<SlabStack> = (0..=HIGH_WATER)
             .map(|_| pool.alloc(MIN_STACK, 0).unwrap())
             .collect();

@@ -26,7 +26,6 @@ use std::cell::{Cell, UnsafeCell};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
@@ -44,6 +43,18 @@ pub(crate) enum Suspend {
 }
 
 pub(crate) type Coro = Coroutine<(), Suspend, (), SlabStack>;
+
+/// What a never-run task holds: the spawn closure, called once on the task's own stack with
+/// `None`, or on the worker with `Some(err)` when no stack could be had at first run.
+pub(crate) type StartFn = Box<dyn FnOnce(Option<std::io::Error>) + Send>;
+
+enum Body {
+    /// Never run: the closure and, when the spawn had to check the stack budget eagerly, a
+    /// stack allocated at spawn time.
+    Fresh(StartFn, Option<SlabStack>),
+    Started(Coro),
+    Finished,
+}
 
 const PHASE: u8 = 0b011;
 pub(crate) const RUNNABLE: u8 = 0;
@@ -105,18 +116,19 @@ pub(crate) struct Task {
     pub(crate) owner: AtomicUsize,
     /// Registry slot (shard << 32 | index), for the goroutine dump.
     pub(crate) reg_slot: AtomicUsize,
-    /// Owner-thread-only: the coroutine (None once finished).
-    coro: UnsafeCell<Option<Coro>>,
+    /// Owner-thread-only once started (see the `Send` impl).
+    body: UnsafeCell<Body>,
     /// Owner-thread-only: the coroutine's yielder, set when it first runs.
     yielder: Cell<*const Yielder<(), Suspend>>,
 }
 
-// SAFETY: the only non-thread-safe fields are `coro` and `yielder`. Both are accessed only by
-// `Task::resume`, `Task::take_finished_stack`, `Task::park` and `Task::set_yielder`, which the
-// scheduler calls only on the thread of the task's owner worker, and only while the worker holds
-// the task (popped from its own queues) or while the task runs on that thread. Before the first
-// resume, the coroutine's stack contains only the closure, which is `Send` (spawn requires it),
-// so moving an unstarted task between threads moves only `Send` data. Once started, a task is
+// SAFETY: the only non-thread-safe fields are `body` and `yielder`. Both are accessed only by
+// `Task::take_fresh`, `Task::install`, `Task::resume`, `Task::finish*`, `Task::suspend` and
+// `Task::set_yielder`, which the scheduler calls only on the thread of the task's owner worker,
+// and only while the worker holds the task (popped from its own queues) or while the task runs
+// on that thread. Before the first resume the body is `Body::Fresh`: a `Send` closure (spawn
+// requires it) and a `Send` stack, so moving an unstarted task between threads (stealing) moves
+// only `Send` data. Once started, a task is
 // pinned (`owner` never changes), so thread-locals and `!Send` guards held across a park stay
 // on the thread that created them. `Drop` never unwinds a suspended coroutine (it leaks it).
 unsafe impl Send for Task {}
@@ -129,18 +141,19 @@ impl Task {
         rt: &'static Shared,
         ident: CoroIdent,
         stack_size: usize,
-        coro: Coro,
+        start: StartFn,
+        stack: Option<SlabStack>,
     ) -> Arc<Task> {
         Arc::new(Task {
             ident,
             rt,
-            born: Instant::now(),
+            born: crate::timer::coarse_now(),
             stack_size,
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),
             owner: AtomicUsize::new(NO_OWNER),
             reg_slot: AtomicUsize::new(usize::MAX),
-            coro: UnsafeCell::new(Some(coro)),
+            body: UnsafeCell::new(Body::Fresh(start, stack)),
             yielder: Cell::new(std::ptr::null()),
         })
     }
@@ -159,22 +172,46 @@ impl Task {
         self.state.fetch_and(!PHASE, Ordering::AcqRel);
     }
 
+    /// Takes the closure (and any preallocated stack) of a never-run task.
+    ///
+    /// # Safety
+    /// Owner thread only (the worker that just claimed the task), before the first resume.
+    pub(crate) unsafe fn take_fresh(&self) -> Option<(StartFn, Option<SlabStack>)> {
+        // SAFETY: caller contract: no other reference to the body exists.
+        let body = unsafe { &mut *self.body.get() };
+        match std::mem::replace(body, Body::Finished) {
+            Body::Fresh(f, s) => Some((f, s)),
+            other => {
+                *body = other;
+                None
+            }
+        }
+    }
+
+    /// Installs the coroutine built for a fresh task.
+    ///
+    /// # Safety
+    /// Owner thread only, right after `take_fresh`.
+    pub(crate) unsafe fn install(&self, coro: Coro) {
+        // SAFETY: caller contract: no other reference to the body exists.
+        unsafe { *self.body.get() = Body::Started(coro) };
+    }
+
     /// Resumes the coroutine on the owner thread.
     ///
     /// # Safety
-    /// Must be called on the owner worker's thread (or, for a never-run task, by the worker
-    /// that is about to become its owner and has set `owner`), never re-entrantly.
+    /// Must be called on the owner worker's thread, after `install`, never re-entrantly.
     pub(crate) unsafe fn resume(&self) -> CoroutineResult<Suspend, ()> {
         // Phase RUNNABLE (0) -> RUNNING (1), keeping NOTIFIED. AcqRel: pairs with the unparker's
         // CAS that moved us to RUNNABLE (we see what it wrote before waking us).
         self.state.fetch_or(RUNNING, Ordering::AcqRel);
         overflow::set_running(&self.ident);
         // SAFETY: the caller guarantees we are on the owner thread and not re-entrant, so no
-        // other reference to the coroutine exists.
-        let coro = unsafe { &mut *self.coro.get() };
-        let r = match coro {
-            Some(c) => c.resume(()),
-            None => overflow::throw("Task::resume: task already finished"),
+        // other reference to the body exists.
+        let body = unsafe { &mut *self.body.get() };
+        let r = match body {
+            Body::Started(c) => c.resume(()),
+            _ => overflow::throw("Task::resume: task not started or finished"),
         };
         overflow::set_running(std::ptr::null());
         r
@@ -187,11 +224,16 @@ impl Task {
     pub(crate) unsafe fn finish(&self) -> SlabStack {
         self.state.store(DONE, Ordering::Release);
         // SAFETY: owner thread, coroutine finished and not running (caller's contract).
-        let coro = unsafe { &mut *self.coro.get() };
-        match coro.take() {
-            Some(c) => c.into_stack(),
-            None => overflow::throw("Task::finish: no coroutine"),
+        let body = unsafe { &mut *self.body.get() };
+        match std::mem::replace(body, Body::Finished) {
+            Body::Started(c) => c.into_stack(),
+            _ => overflow::throw("Task::finish: no coroutine"),
         }
+    }
+
+    /// Marks a task that could not start (no stack) as DONE.
+    pub(crate) fn finish_unstarted(&self) {
+        self.state.store(DONE, Ordering::Release);
     }
 
     /// Called by the coroutine body on its first run.
@@ -273,7 +315,7 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        if let Some(c) = self.coro.get_mut().take() {
+        if let Body::Started(c) = std::mem::replace(self.body.get_mut(), Body::Finished) {
             if c.started() && !c.done() {
                 // A suspended coroutine dropped (blocked forever, or runtime shut down):
                 // unwinding it here could run its destructors on a foreign thread, so leak it.

@@ -58,9 +58,9 @@ pub(crate) struct WorkerShared {
     pub(crate) thread: OnceLock<Thread>,
     pub(crate) timers: TimerHeap,
     pub(crate) counters: Counters,
-    /// Watchdog: id of the coroutine being run (0 = none) and when it was resumed (nanotime).
+    /// Watchdog: id of the coroutine being run (0 = none). The monitor pairs it with
+    /// `counters.switches` to notice a worker that stays in one coroutine (Go's `schedtick`).
     pub(crate) running_id: AtomicU64,
-    pub(crate) resumed_at: AtomicU64,
 }
 
 /// Runtime configuration (from `runtime::Builder`).
@@ -106,7 +106,6 @@ impl Shared {
                 timers: TimerHeap::new(),
                 counters: Counters::default(),
                 running_id: AtomicU64::new(0),
-                resumed_at: AtomicU64::new(0),
             })
             .collect();
         let shared = Shared {

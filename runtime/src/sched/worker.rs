@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
-use corosensei::CoroutineResult;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::{Shared, AWAKE, SLEEP_FUTEX, SLEEP_POLL};
 use crate::task::{Suspend, Task, NO_OWNER};
@@ -145,10 +145,39 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     } else if task.owner.load(Ordering::Relaxed) != c.index {
         crate::overflow::throw("run_task: task pinned to another worker");
     }
+    // SAFETY: owner thread (just claimed or checked above), before any resume of this task.
+    if let Some((start, pre)) = unsafe { task.take_fresh() } {
+        let stack = match pre {
+            Some(s) => Ok(s),
+            None => c.rt.stacks.alloc(task.stack_size, c.index),
+        };
+        match stack {
+            Ok(stack) => {
+                let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), Suspend>, ()| {
+                    match current_task() {
+                        Some(t) => t.set_yielder(y),
+                        None => crate::overflow::throw("coroutine body: no current task"),
+                    }
+                    start(None);
+                });
+                // SAFETY: owner thread, right after take_fresh.
+                unsafe { task.install(coro) };
+            }
+            Err(e) => {
+                eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
+                start(Some(e));
+                task.finish_unstarted();
+                c.rt.registry.remove(&task);
+                w.counters.finished.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
     c.current.set(Arc::as_ptr(&task));
     w.running_id.store(task.ident.id, Ordering::Relaxed);
-    w.resumed_at.store(nanotime(), Ordering::Relaxed);
-    w.counters.switches.fetch_add(1, Ordering::Relaxed);
+    // Each worker is the only writer of its counters: a plain load+store is enough.
+    let sw = &w.counters.switches;
+    sw.store(sw.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     // SAFETY: we are the owner worker's thread (owner was just checked or claimed, and a task
     // sits in exactly one queue, so nobody else resumes it), and the worker loop never
     // resumes re-entrantly.

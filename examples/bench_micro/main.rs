@@ -1,0 +1,188 @@
+//! gort's micro-benchmarks, one result line each (`RESULT name=... key=value`), driven by
+//! `benches/` (the peer comparison) and by hand:
+//!
+//! ```text
+//! cargo run --release --example bench_micro -- spawn_join_batch [N]
+//! ```
+//! Commands: spawn_join_batch, spawn_join_all, yield_pingpong, parked, timers, idle_cpu, plus
+//! the channel/sync ones in sync.rs (chan_pingpong, fanin, mutex).
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod sync;
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_ticks() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after ')' start at index 3 (state); utime=14, stime=15 (1-based in proc(5)).
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn spawn_join_batch(n: u64) {
+    gort::run(move || {
+        let t = Instant::now();
+        let mut left = n;
+        while left > 0 {
+            let b = left.min(1000);
+            let hs: Vec<_> = (0..b).map(|_| gort::spawn(|| {})).collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            left -= b;
+        }
+        let ns = t.elapsed().as_nanos() as f64 / n as f64;
+        println!("RESULT name=spawn_join_batch ns_per_op={ns:.1}");
+    });
+}
+
+fn spawn_join_all(n: u64) {
+    gort::run(move || {
+        let t = Instant::now();
+        let mut hs = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            match gort::Builder::new().spawn(|| {}) {
+                Ok(h) => hs.push(h),
+                Err(e) => {
+                    println!("RESULT name=spawn_join_all error=\"{e}\"");
+                    return;
+                }
+            }
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / n as f64;
+        println!("RESULT name=spawn_join_all ns_per_op={ns:.1}");
+    });
+}
+
+fn yield_pingpong(n: u64) {
+    // Two coroutines on one worker; a round trip is A yields to B and B yields back.
+    let rt = gort::runtime::Builder::new().workers(1).build().unwrap();
+    rt.run(move || {
+        let other = gort::spawn(move || {
+            for _ in 0..n {
+                gort::yield_now();
+            }
+        });
+        gort::yield_now(); // let it start
+        let t = Instant::now();
+        for _ in 0..n {
+            gort::yield_now();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / n as f64;
+        other.join().unwrap();
+        println!("RESULT name=yield_pingpong ns_per_op={ns:.1}");
+    });
+}
+
+fn parked(n: u64) {
+    let before = rss_kib();
+    let go = Arc::new(AtomicBool::new(false));
+    let parkers = Arc::new(Mutex::new(Vec::with_capacity(n as usize)));
+    let ready = Arc::new(AtomicUsize::new(0));
+    gort::run({
+        let (go, parkers, ready) = (go.clone(), parkers.clone(), ready.clone());
+        move || {
+            let t = Instant::now();
+            let hs: Vec<_> = (0..n)
+                .map(|_| {
+                    let (go, parkers, ready) = (go.clone(), parkers.clone(), ready.clone());
+                    gort::Builder::new()
+                        .spawn(move || {
+                            parkers.lock().unwrap().push(gort::park::unparker());
+                            ready.fetch_add(1, Ordering::SeqCst);
+                            while !go.load(Ordering::SeqCst) {
+                                gort::park::park();
+                            }
+                        })
+                        .unwrap_or_else(|e| {
+                            println!("RESULT name=parked n={n} error=\"{e}\"");
+                            std::process::exit(0)
+                        })
+                })
+                .collect();
+            while ready.load(Ordering::SeqCst) < n as usize {
+                gort::time::sleep(Duration::from_millis(5));
+            }
+            let spawn_s = t.elapsed().as_secs_f64();
+            let after = rss_kib();
+            let kib = (after.saturating_sub(before)) as f64 / n as f64;
+            println!(
+                "RESULT name=parked n={n} kib_per_coroutine={kib:.2} rss_kib={after} spawn_s={spawn_s:.2} maps={}",
+                std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count()).unwrap_or(0)
+            );
+            go.store(true, Ordering::SeqCst);
+            for u in parkers.lock().unwrap().drain(..) {
+                u.unpark();
+            }
+            for h in hs {
+                h.join().unwrap();
+            }
+        }
+    });
+}
+
+fn timers(n: u64) {
+    let before = rss_kib();
+    gort::run(move || {
+        let t = Instant::now();
+        let hs: Vec<_> = (0..n)
+            .map(|i| gort::spawn(move || gort::time::sleep(Duration::from_micros(5000 + (i * 7919) % 10_000))))
+            .collect();
+        let peak = rss_kib();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            "RESULT name=timers n={n} total_ms={ms:.1} kib_per_sleeper={:.2}",
+            peak.saturating_sub(before) as f64 / n as f64
+        );
+    });
+}
+
+fn idle_cpu(secs: u64) {
+    gort::run(|| {});
+    std::thread::sleep(Duration::from_millis(200));
+    let c0 = cpu_ticks();
+    std::thread::sleep(Duration::from_secs(secs));
+    let c1 = cpu_ticks();
+    // Ticks are 1/100 s.
+    let pct = (c1 - c0) as f64 / (secs as f64 * 100.0) * 100.0;
+    println!("RESULT name=idle_cpu secs={secs} cpu_percent={pct:.3}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = args.get(1).map(String::as_str).unwrap_or("help");
+    let n = |d: u64| args.get(2).and_then(|v| v.parse().ok()).unwrap_or(d);
+    match cmd {
+        "spawn_join_batch" => spawn_join_batch(n(1_000_000)),
+        "spawn_join_all" => spawn_join_all(n(1_000_000)),
+        "yield_pingpong" => yield_pingpong(n(10_000_000)),
+        "parked" => parked(n(100_000)),
+        "timers" => timers(n(100_000)),
+        "idle_cpu" => idle_cpu(n(5)),
+        other => {
+            if !sync::run(other, n(1_000_000)) {
+                eprintln!(
+                    "usage: bench_micro spawn_join_batch|spawn_join_all|yield_pingpong|parked|timers|idle_cpu|chan_pingpong|fanin|mutex [N]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+}

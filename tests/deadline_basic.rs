@@ -1,5 +1,6 @@
 //! Deadline tests (Go: net/timeout_test.go behaviours). Only "not earlier than the deadline"
 //! is asserted about time.
+#![allow(clippy::needless_borrow)] // `(&s).read(..)` spells out the shared-reference Read impl.
 use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,8 @@ fn pair() -> (TcpStream, TcpStream) {
 fn past_deadline_fails_at_once() {
     gort::run(|| {
         let (c, _s) = pair();
-        c.set_read_deadline(Some(Instant::now() - Duration::from_secs(1))).unwrap();
+        c.set_read_deadline(Some(Instant::now() - Duration::from_secs(1)))
+            .unwrap();
         let e = (&c).read(&mut [0u8; 4]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TimedOut);
         let (l, r) = (c.local_addr().unwrap(), c.peer_addr().unwrap());
@@ -46,7 +48,8 @@ fn buffered_data_after_deadline() {
         let (c, s) = pair();
         (&s).write_all(b"abc").unwrap();
         gort::time::sleep(Duration::from_millis(20));
-        c.set_read_deadline(Some(Instant::now() - Duration::from_secs(1))).unwrap();
+        c.set_read_deadline(Some(Instant::now() - Duration::from_secs(1)))
+            .unwrap();
         let mut b = [0u8; 8];
         assert_eq!((&c).read(&mut b).unwrap(), 3);
         assert_eq!((&c).read(&mut b).unwrap_err().kind(), ErrorKind::TimedOut);
@@ -60,14 +63,16 @@ fn deadline_changed_while_parked() {
         let (c, s) = pair();
         let c = Arc::new(c);
         // Parked with a far deadline, then moved into the past: wakes with TimedOut.
-        c.set_read_deadline(Some(Instant::now() + Duration::from_secs(3600))).unwrap();
+        c.set_read_deadline(Some(Instant::now() + Duration::from_secs(3600)))
+            .unwrap();
         let c2 = c.clone();
         let h = gort::spawn(move || (&*c2).read(&mut [0u8; 4]));
         gort::time::sleep(Duration::from_millis(20));
         c.set_read_deadline(Some(Instant::now())).unwrap();
         assert_eq!(h.join().unwrap().unwrap_err().kind(), ErrorKind::TimedOut);
         // Parked with a near deadline, then cleared: the read waits for data.
-        c.set_read_deadline(Some(Instant::now() + Duration::from_millis(30))).unwrap();
+        c.set_read_deadline(Some(Instant::now() + Duration::from_millis(30)))
+            .unwrap();
         let c3 = c.clone();
         let h = gort::spawn(move || (&*c3).read(&mut [0u8; 4]));
         gort::time::sleep(Duration::from_millis(5));
@@ -77,9 +82,14 @@ fn deadline_changed_while_parked() {
         assert_eq!(h.join().unwrap().unwrap(), 1);
         // Extended: a deadline moved later does not fire at the old time.
         let t0 = Instant::now();
-        c.set_read_deadline(Some(t0 + Duration::from_millis(10))).unwrap();
-        c.set_read_deadline(Some(t0 + Duration::from_millis(40))).unwrap();
-        assert_eq!((&*c).read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::TimedOut);
+        c.set_read_deadline(Some(t0 + Duration::from_millis(10)))
+            .unwrap();
+        c.set_read_deadline(Some(t0 + Duration::from_millis(40)))
+            .unwrap();
+        assert_eq!(
+            (&*c).read(&mut [0u8; 4]).unwrap_err().kind(),
+            ErrorKind::TimedOut
+        );
         assert!(Instant::now() >= t0 + Duration::from_millis(40));
     });
 }
@@ -102,12 +112,16 @@ fn write_deadline() {
 fn accept_deadline_and_std_timeout() {
     gort::run(|| {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_deadline(Some(Instant::now() + Duration::from_millis(10))).unwrap();
+        l.set_deadline(Some(Instant::now() + Duration::from_millis(10)))
+            .unwrap();
         assert_eq!(l.accept().unwrap_err().kind(), ErrorKind::TimedOut);
         let (c, _s) = pair();
         c.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
         let t = Instant::now();
-        assert_eq!((&c).read(&mut [0u8; 1]).unwrap_err().kind(), ErrorKind::TimedOut);
+        assert_eq!(
+            (&c).read(&mut [0u8; 1]).unwrap_err().kind(),
+            ErrorKind::TimedOut
+        );
         assert!(t.elapsed() >= Duration::from_millis(10));
         assert!(c.set_read_timeout(Some(Duration::ZERO)).is_err());
     });

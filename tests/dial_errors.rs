@@ -8,7 +8,10 @@ fn refused_text_and_kind() {
     gort::run(|| {
         let e = gort::net::dial("tcp", "127.0.0.1:1").err().unwrap();
         assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
-        assert_eq!(e.to_string(), "dial tcp 127.0.0.1:1: connect: connection refused");
+        assert_eq!(
+            e.to_string(),
+            "dial tcp 127.0.0.1:1: connect: connection refused"
+        );
         assert_eq!(gort::net::raw_os_error(&e), Some(libc::ECONNREFUSED));
     });
 }
@@ -19,9 +22,14 @@ fn huge_timeout_and_localhost() {
     gort::run(|| {
         let l = gort::net::listen("tcp", "localhost:0").unwrap();
         let port = l.addr().socket_addr().unwrap().port();
-        let c = gort::net::dial_timeout("tcp", &format!("localhost:{port}"), Duration::MAX).unwrap();
+        let c =
+            gort::net::dial_timeout("tcp", &format!("localhost:{port}"), Duration::MAX).unwrap();
         assert!(c.remote_addr().to_string().ends_with(&format!(":{port}")));
-        let e = gort::net::TcpStream::connect_timeout(&"127.0.0.1:1".parse().unwrap(), Duration::from_secs(u64::MAX)).unwrap_err();
+        let e = gort::net::TcpStream::connect_timeout(
+            &"127.0.0.1:1".parse().unwrap(),
+            Duration::from_secs(u64::MAX),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
     });
 }
@@ -32,7 +40,10 @@ fn bad_inputs() {
     gort::run(|| {
         assert!(gort::net::dial("tcpx", "127.0.0.1:1").is_err());
         assert!(gort::net::dial("tcp", "127.0.0.1").is_err());
-        assert_eq!(gort::net::split_host_port("[::1]:80").unwrap(), ("::1", "80"));
+        assert_eq!(
+            gort::net::split_host_port("[::1]:80").unwrap(),
+            ("::1", "80")
+        );
     });
 }
 

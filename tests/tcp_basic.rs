@@ -1,4 +1,5 @@
 //! TCP behaviour tests (each names the Go test whose behaviour it mirrors).
+#![allow(clippy::needless_borrow)] // `(&s).read(..)` spells out the shared-reference Read impl.
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
@@ -25,7 +26,10 @@ fn close_wakes_parked_read() {
         c.close().unwrap();
         let e = h.join().unwrap().unwrap_err();
         assert!(net::is_closed_error(&e), "{e}");
-        assert!(e.to_string().contains("use of closed network connection"), "{e}");
+        assert!(
+            e.to_string().contains("use of closed network connection"),
+            "{e}"
+        );
         // Double close is an error, not a crash.
         assert!(net::is_closed_error(&c.close().unwrap_err()));
     });
@@ -159,7 +163,13 @@ fn write_to_closed_peer_no_sigpipe() {
             }
         }
         let e = err.expect("write to closed peer must fail");
-        assert!(matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset), "{e}");
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "{e}"
+        );
     });
 }
 

@@ -15,7 +15,8 @@ fn accept_emfile_in_child() {
         .env("GORT_EMFILE_CHILD", "1")
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("EMFILE-OK"), "{text}");
 }
@@ -26,7 +27,10 @@ fn child() {
         let addr = l.local_addr().unwrap();
         // Connect from a std socket first, then use up every fd so accept4 gets EMFILE.
         let _c = std::net::TcpStream::connect(addr).unwrap();
-        let lim = libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+        let lim = libc::rlimit {
+            rlim_cur: 64,
+            rlim_max: 64,
+        };
         // SAFETY: setrlimit with a valid struct; lowers only this child process's soft limit.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
         let mut hold = Vec::new();

@@ -1,4 +1,5 @@
 //! Every byte arrives in order through an echo, whatever the write chunking.
+#![allow(clippy::needless_borrow)] // `(&s).read(..)` spells out the shared-reference Read impl.
 use std::io::{Read, Write};
 
 use proptest::prelude::*;

@@ -17,8 +17,12 @@ fn send_recv_and_empty_datagram() {
         let (n, _) = b.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"data");
         // Parked receive wakes on deadline.
-        b.set_read_deadline(Some(Instant::now() + Duration::from_millis(10))).unwrap();
-        assert_eq!(b.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::TimedOut);
+        b.set_read_deadline(Some(Instant::now() + Duration::from_millis(10)))
+            .unwrap();
+        assert_eq!(
+            b.recv_from(&mut buf).unwrap_err().kind(),
+            ErrorKind::TimedOut
+        );
     });
 }
 

@@ -1,8 +1,12 @@
 //! Unix-socket tests (Go: net/unixsock_test.go TestUnixListenerUnlinkOnClose-like, TestUnixgram*).
+#![allow(clippy::needless_borrow)] // `(&s).read(..)` spells out the shared-reference Read impl.
 use std::io::{Read, Write};
 
 fn tmp(name: &str) -> String {
-    std::env::temp_dir().join(format!("gort-{name}-{}.sock", std::process::id())).to_string_lossy().into_owned()
+    std::env::temp_dir()
+        .join(format!("gort-{name}-{}.sock", std::process::id()))
+        .to_string_lossy()
+        .into_owned()
 }
 
 // Stream: echo, and the listener removes its socket file on close.

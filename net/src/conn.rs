@@ -1,0 +1,203 @@
+//! The Go-style interfaces [`Conn`] and [`Listener`] (Go's `net.Conn`, `net.Listener`).
+//!
+//! What: object-safe traits so `Box<dyn Conn>` code ports directly from Go. Methods take
+//! `&self` (a Go conn is shared by reference), and `Read`/`Write` are implemented for
+//! `dyn Conn` and `&dyn Conn`, so `BufReader::new(&*conn)` reads while `conn.write(..)` writes.
+//!
+//! Invariants: implemented by every connection type by delegating to its inherent methods, so
+//! the errors are the same `OpError`s.
+//!
+//! Differences from Go: deadlines are `Option<Instant>` (`None` = Go's zero `time.Time`).
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use crate::addr::Addr;
+use crate::tcp::{TcpListener, TcpStream};
+use crate::udp::UdpSocket;
+use crate::unix::{UnixDatagram, UnixListener, UnixStream};
+
+/// A generic stream-oriented connection (Go's `net.Conn`).
+pub trait Conn: Send + Sync {
+    /// Reads into `buf`; `Ok(0)` at EOF.
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes all of `buf` (or returns an error, possibly after a partial count).
+    fn write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// Closes; parked operations fail with "use of closed network connection".
+    fn close(&self) -> io::Result<()>;
+    /// Local address (Go's `LocalAddr`).
+    fn local_addr(&self) -> Addr;
+    /// Remote address (Go's `RemoteAddr`).
+    fn remote_addr(&self) -> Addr;
+    /// Both deadlines.
+    fn set_deadline(&self, d: Option<Instant>) -> io::Result<()>;
+    /// Read deadline.
+    fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()>;
+    /// Write deadline.
+    fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()>;
+}
+
+/// A generic stream listener (Go's `net.Listener`).
+pub trait Listener: Send + Sync {
+    /// Waits for and returns the next connection.
+    fn accept(&self) -> io::Result<Box<dyn Conn>>;
+    /// Closes; parked accepts fail with "use of closed network connection".
+    fn close(&self) -> io::Result<()>;
+    /// The listening address.
+    fn addr(&self) -> Addr;
+}
+
+impl Read for dyn Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Conn::read(self, buf)
+    }
+}
+impl Write for dyn Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Conn::write(self, buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Read for &dyn Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Conn::read(*self, buf)
+    }
+}
+impl Write for &dyn Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Conn::write(*self, buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+macro_rules! stream_conn {
+    ($t:ty, $l:expr, $r:expr) => {
+        impl Conn for $t {
+            fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                Read::read(&mut &*self, buf)
+            }
+            fn write(&self, buf: &[u8]) -> io::Result<usize> {
+                Write::write(&mut &*self, buf)
+            }
+            fn close(&self) -> io::Result<()> {
+                <$t>::close(self)
+            }
+            fn local_addr(&self) -> Addr {
+                #[allow(clippy::redundant_closure_call)]
+                ($l)(self)
+            }
+            fn remote_addr(&self) -> Addr {
+                #[allow(clippy::redundant_closure_call)]
+                ($r)(self)
+            }
+            fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+                <$t>::set_deadline(self, d)
+            }
+            fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+                <$t>::set_read_deadline(self, d)
+            }
+            fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+                <$t>::set_write_deadline(self, d)
+            }
+        }
+    };
+}
+
+fn unspec_tcp() -> Addr {
+    Addr::Tcp(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+fn unspec_udp() -> Addr {
+    Addr::Udp(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+stream_conn!(
+    TcpStream,
+    |s: &TcpStream| s.laddr.map_or_else(unspec_tcp, Addr::Tcp),
+    |s: &TcpStream| s.raddr.map_or_else(unspec_tcp, Addr::Tcp)
+);
+stream_conn!(
+    UnixStream,
+    |s: &UnixStream| s.local_addr(),
+    |s: &UnixStream| s.peer_addr()
+);
+
+impl Conn for UdpSocket {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv(buf)
+    }
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send(buf)
+    }
+    fn close(&self) -> io::Result<()> {
+        UdpSocket::close(self)
+    }
+    fn local_addr(&self) -> Addr {
+        self.laddr.map_or_else(unspec_udp, Addr::Udp)
+    }
+    fn remote_addr(&self) -> Addr {
+        self.peer().map_or_else(unspec_udp, Addr::Udp)
+    }
+    fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        UdpSocket::set_deadline(self, d)
+    }
+    fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        UdpSocket::set_read_deadline(self, d)
+    }
+    fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        UdpSocket::set_write_deadline(self, d)
+    }
+}
+
+impl Conn for UnixDatagram {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv(buf)
+    }
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send(buf)
+    }
+    fn close(&self) -> io::Result<()> {
+        UnixDatagram::close(self)
+    }
+    fn local_addr(&self) -> Addr {
+        UnixDatagram::local_addr(self)
+    }
+    fn remote_addr(&self) -> Addr {
+        self.peer_addr_opt()
+    }
+    fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        UnixDatagram::set_deadline(self, d)
+    }
+    fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        UnixDatagram::set_read_deadline(self, d)
+    }
+    fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        UnixDatagram::set_write_deadline(self, d)
+    }
+}
+
+impl Listener for TcpListener {
+    fn accept(&self) -> io::Result<Box<dyn Conn>> {
+        Ok(Box::new(TcpListener::accept(self)?.0))
+    }
+    fn close(&self) -> io::Result<()> {
+        TcpListener::close(self)
+    }
+    fn addr(&self) -> Addr {
+        Addr::Tcp(self.laddr)
+    }
+}
+
+impl Listener for UnixListener {
+    fn accept(&self) -> io::Result<Box<dyn Conn>> {
+        Ok(Box::new(UnixListener::accept(self)?.0))
+    }
+    fn close(&self) -> io::Result<()> {
+        UnixListener::close(self)
+    }
+    fn addr(&self) -> Addr {
+        self.local_addr()
+    }
+}

@@ -1,0 +1,216 @@
+//! Dialing: [`Dialer`], [`dial`], [`dial_timeout`] (Go's `net.Dialer`, `net.Dial`,
+//! `net.DialTimeout`).
+//!
+//! What: parses the network (`tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6`, `unix`,
+//! `unixgram`), resolves the address (off the worker, see `addr`), and tries the addresses in
+//! order; with a timeout each attempt gets a share of the time left, as Go's
+//! `partialDeadline` does (at least 2 s or whatever is left). The first error is returned.
+//!
+//! Invariants: `now + timeout` is computed with `checked_add`, so a huge timeout means no
+//! deadline instead of an overflow panic. The control hook sees the raw socket before
+//! bind/connect.
+//!
+//! Differences from Go: no Happy Eyeballs (addresses are tried sequentially); no context.
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::addr::{resolve, Family};
+use crate::conn::Conn;
+use crate::error::op_error;
+use crate::tcp::TcpStream;
+use crate::udp::UdpSocket;
+use crate::unix::{UnixDatagram, UnixStream};
+
+/// A hook run on each new socket before bind/connect: `(network, address, socket)`.
+pub type Control = Arc<dyn Fn(&str, &str, socket2::SockRef<'_>) -> io::Result<()> + Send + Sync>;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Proto {
+    Tcp,
+    Udp,
+    Unix,
+    Unixgram,
+}
+
+/// Parses a Go network name.
+pub(crate) fn parse_network(
+    op: &'static str,
+    network: &str,
+) -> io::Result<(Proto, Family, &'static str)> {
+    Ok(match network {
+        "tcp" => (Proto::Tcp, Family::Any, "tcp"),
+        "tcp4" => (Proto::Tcp, Family::V4, "tcp4"),
+        "tcp6" => (Proto::Tcp, Family::V6, "tcp6"),
+        "udp" => (Proto::Udp, Family::Any, "udp"),
+        "udp4" => (Proto::Udp, Family::V4, "udp4"),
+        "udp6" => (Proto::Udp, Family::V6, "udp6"),
+        "unix" => (Proto::Unix, Family::Any, "unix"),
+        "unixgram" => (Proto::Unixgram, Family::Any, "unixgram"),
+        _ => {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown network {network}"),
+            );
+            return Err(op_error(op, "", None, None, e));
+        }
+    })
+}
+
+/// Options for dialing (Go's `net.Dialer`).
+#[derive(Clone, Default)]
+pub struct Dialer {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) local_addr: Option<SocketAddr>,
+    pub(crate) keep_alive: Option<Duration>,
+    pub(crate) control: Option<Control>,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("timeout", &self.timeout)
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl Dialer {
+    /// No timeout, no local address, no hook.
+    pub fn new() -> Dialer {
+        Dialer::default()
+    }
+    /// Total time allowed for the dial (all addresses together).
+    pub fn timeout(mut self, t: Duration) -> Dialer {
+        self.timeout = Some(t);
+        self
+    }
+    /// Absolute deadline for the dial.
+    pub fn deadline(mut self, d: Instant) -> Dialer {
+        self.deadline = Some(d);
+        self
+    }
+    /// Local address to bind before connecting.
+    pub fn local_addr(mut self, a: SocketAddr) -> Dialer {
+        self.local_addr = Some(a);
+        self
+    }
+    /// TCP keep-alive idle period for dialed connections.
+    pub fn keep_alive(mut self, t: Duration) -> Dialer {
+        self.keep_alive = Some(t);
+        self
+    }
+    /// Hook that sees each raw socket before bind/connect (Go's `Dialer.Control`).
+    pub fn control(
+        mut self,
+        f: impl Fn(&str, &str, socket2::SockRef<'_>) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Dialer {
+        self.control = Some(Arc::new(f));
+        self
+    }
+
+    fn overall_deadline(&self) -> Option<Instant> {
+        let t = self.timeout.and_then(|t| Instant::now().checked_add(t));
+        match (t, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Dials TCP to the given addresses in order.
+    pub(crate) fn dial_tcp_addrs(
+        &self,
+        net: &'static str,
+        addrs: &[SocketAddr],
+    ) -> io::Result<TcpStream> {
+        let deadline = self.overall_deadline();
+        let mut first: Option<io::Error> = None;
+        for (i, a) in addrs.iter().enumerate() {
+            let partial = deadline.map(|d| partial_deadline(d, addrs.len() - i));
+            if let Some(d) = partial {
+                if Instant::now() >= d {
+                    let e = op_error(
+                        "dial",
+                        net,
+                        None,
+                        Some(crate::Addr::Tcp(*a)),
+                        gort_runtime::netpoll::timeout_error(),
+                    );
+                    return Err(first.unwrap_or(e));
+                }
+            }
+            match TcpStream::connect_one(*a, partial, self, net) {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        Err(first.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses")))
+    }
+
+    /// Go's `Dialer.Dial`: a `Box<dyn Conn>` for any supported network.
+    pub fn dial(&self, network: &str, address: &str) -> io::Result<Box<dyn Conn>> {
+        let (proto, fam, net) = parse_network("dial", network)?;
+        let wrap = |e| op_error("dial", net, None, None, e);
+        match proto {
+            Proto::Tcp => {
+                let addrs = resolve(address, fam, false).map_err(wrap)?;
+                Ok(Box::new(self.dial_tcp_addrs(net, &addrs)?))
+            }
+            Proto::Udp => {
+                let addrs = resolve(address, fam, false).map_err(wrap)?;
+                Ok(Box::new(UdpSocket::dial(net, addrs[0], self)?))
+            }
+            Proto::Unix => Ok(Box::new(UnixStream::connect_deadline(
+                address,
+                self.overall_deadline(),
+            )?)),
+            Proto::Unixgram => {
+                let s = UnixDatagram::unbound()?;
+                s.connect(address)?;
+                Ok(Box::new(s))
+            }
+        }
+    }
+
+    /// Dials TCP and returns the concrete stream (Go's `DialTCP`).
+    pub fn dial_tcp(&self, network: &str, address: &str) -> io::Result<TcpStream> {
+        let (proto, fam, net) = parse_network("dial", network)?;
+        if proto != Proto::Tcp {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown network {network}"),
+            );
+            return Err(op_error("dial", net, None, None, e));
+        }
+        let addrs =
+            resolve(address, fam, false).map_err(|e| op_error("dial", net, None, None, e))?;
+        self.dial_tcp_addrs(net, &addrs)
+    }
+}
+
+/// Go's `partialDeadline`: split the time left among the addresses left, but give each at
+/// least 2 s (or all that is left).
+fn partial_deadline(deadline: Instant, left: usize) -> Instant {
+    let now = Instant::now();
+    let remaining = deadline.saturating_duration_since(now);
+    let mut each = remaining / left.max(1) as u32;
+    let sane = Duration::from_secs(2);
+    if each < sane {
+        each = remaining.min(sane);
+    }
+    now.checked_add(each).map_or(deadline, |d| d.min(deadline))
+}
+
+/// Go's `net.Dial(network, address)`.
+pub fn dial(network: &str, address: &str) -> io::Result<Box<dyn Conn>> {
+    Dialer::new().dial(network, address)
+}
+
+/// Go's `net.DialTimeout`. A huge timeout means no deadline.
+pub fn dial_timeout(network: &str, address: &str, timeout: Duration) -> io::Result<Box<dyn Conn>> {
+    Dialer::new().timeout(timeout).dial(network, address)
+}

@@ -1,0 +1,55 @@
+//! [`serve`]: the accept loop with one coroutine per connection (what `net/http.Server.Serve`
+//! does around `Listener.Accept`).
+//!
+//! What: accepts until the listener fails permanently; on a temporary error (`EMFILE`,
+//! `ENFILE`, `ENOBUFS`, `ENOMEM`, `ECONNABORTED`, a timeout) it sleeps 5 ms, doubling up to
+//! 1 s, as net/http does, instead of spinning; the delay resets after a successful accept.
+//!
+//! Invariants: a closed listener ends the loop with `Ok(())` (Go returns `ErrServerClosed`
+//! only for http; a raw closed listener is the normal way to stop).
+//!
+//! Differences from Go: the handler is a closure, not an `http.Handler`.
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::conn::{Conn, Listener};
+use crate::error::{is_closed_error, raw_os_error};
+
+/// True for accept errors worth retrying after a pause.
+pub fn is_temporary(e: &io::Error) -> bool {
+    matches!(
+        raw_os_error(e),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
+    ) || e.kind() == io::ErrorKind::TimedOut
+}
+
+/// Runs `handler` in a new coroutine for each accepted connection. Returns `Ok(())` when the
+/// listener is closed, or the first permanent accept error.
+pub fn serve<L, F>(l: &L, handler: F) -> io::Result<()>
+where
+    L: Listener + ?Sized,
+    F: Fn(Box<dyn Conn>) + Send + Sync + 'static,
+{
+    let handler = Arc::new(handler);
+    let mut delay = Duration::ZERO;
+    loop {
+        match l.accept() {
+            Ok(c) => {
+                delay = Duration::ZERO;
+                let h = handler.clone();
+                gort_runtime::spawn(move || h(c));
+            }
+            Err(e) if is_closed_error(&e) => return Ok(()),
+            Err(e) if is_temporary(&e) => {
+                delay = if delay.is_zero() {
+                    Duration::from_millis(5)
+                } else {
+                    (delay * 2).min(Duration::from_secs(1))
+                };
+                gort_runtime::time::sleep(delay);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

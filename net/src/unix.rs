@@ -1,0 +1,414 @@
+//! [`UnixListener`], [`UnixStream`], [`UnixDatagram`] (Go's `*net.UnixListener` and
+//! `*net.UnixConn`).
+//!
+//! What: Unix-domain stream and datagram sockets on the netpoller, std-shaped.
+//!
+//! Invariants: a listener that bound a path removes the socket file when it is closed (or
+//! dropped), as Go's `UnixListener.Close` does with `unlink` on; abstract (`@name`) paths
+//! are not files and are never unlinked. Stream writes use `MSG_NOSIGNAL`.
+//!
+//! Differences from Go: no `SetUnlinkOnClose`; no credentials/fd passing.
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::Shutdown;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::addr::Addr;
+use crate::error::{op_error, syscall};
+use crate::listen::ListenConfig;
+use crate::sock::Sock;
+
+fn sockaddr(path: &str) -> io::Result<SockAddr> {
+    if let Some(name) = path.strip_prefix('@') {
+        let mut v = vec![0u8];
+        v.extend_from_slice(name.as_bytes());
+        use std::os::unix::ffi::OsStrExt;
+        let p = Path::new(std::ffi::OsStr::from_bytes(&v));
+        return SockAddr::unix(p);
+    }
+    SockAddr::unix(path)
+}
+
+fn path_of(a: &SockAddr, net: &'static str) -> Addr {
+    Addr::Unix(a.as_pathname().map(Path::to_path_buf), net)
+}
+
+fn new_sock(ty: Type) -> io::Result<Socket> {
+    Socket::new(Domain::UNIX, ty.nonblocking().cloexec(), None).map_err(|e| syscall("socket", e))
+}
+
+/// A Unix stream listener; removes its socket file on close.
+#[derive(Debug)]
+pub struct UnixListener {
+    sock: Sock,
+    path: Option<PathBuf>,
+    unlinked: AtomicBool,
+}
+
+/// A Unix stream connection.
+#[derive(Debug)]
+pub struct UnixStream {
+    sock: Sock,
+    laddr: Addr,
+    raddr: Addr,
+}
+
+/// A Unix datagram socket.
+#[derive(Debug)]
+pub struct UnixDatagram {
+    sock: Sock,
+    laddr: Addr,
+}
+
+impl UnixListener {
+    /// Binds and listens on `path` (`@name` for the abstract namespace).
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        UnixListener::bind_with(&path.as_ref().to_string_lossy(), &ListenConfig::new())
+    }
+
+    pub(crate) fn bind_with(path: &str, cfg: &ListenConfig) -> io::Result<UnixListener> {
+        let err = |e| {
+            op_error(
+                "listen",
+                "unix",
+                None,
+                Some(Addr::Unix(Some(path.into()), "unix")),
+                e,
+            )
+        };
+        let s = new_sock(Type::STREAM).map_err(err)?;
+        if let Some(c) = &cfg.control {
+            c("unix", path, socket2::SockRef::from(&s)).map_err(err)?;
+        }
+        s.bind(&sockaddr(path).map_err(err)?)
+            .map_err(|e| err(syscall("bind", e)))?;
+        let file = (!path.starts_with('@')).then(|| PathBuf::from(path));
+        if let Err(e) = s.listen(cfg.backlog) {
+            if let Some(f) = &file {
+                let _ = std::fs::remove_file(f);
+            }
+            return Err(err(syscall("listen", e)));
+        }
+        Ok(UnixListener {
+            sock: Sock::new(s).map_err(err)?,
+            path: file,
+            unlinked: AtomicBool::new(false),
+        })
+    }
+
+    fn addr(&self) -> Addr {
+        Addr::Unix(self.path.clone(), "unix")
+    }
+
+    fn err(&self, op: &'static str, e: io::Error) -> io::Error {
+        op_error(op, "unix", None, Some(self.addr()), e)
+    }
+
+    /// Waits for a connection.
+    pub fn accept(&self) -> io::Result<(UnixStream, Addr)> {
+        let (s, peer) = self.sock.accept().map_err(|e| self.err("accept", e))?;
+        let sock = Sock::new(s).map_err(|e| self.err("accept", e))?;
+        let raddr = path_of(&peer, "unix");
+        Ok((
+            UnixStream {
+                sock,
+                laddr: self.addr(),
+                raddr: raddr.clone(),
+            },
+            raddr,
+        ))
+    }
+
+    /// Endless iterator of accepted connections.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<UnixStream>> + '_ {
+        std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
+    }
+
+    /// The bound path.
+    pub fn local_addr(&self) -> Addr {
+        self.addr()
+    }
+
+    /// Deadline for `accept`.
+    pub fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
+        self.sock.fd.set_read_deadline(d);
+        Ok(())
+    }
+
+    /// Closes (waking parked accepts) and removes the socket file.
+    pub fn close(&self) -> io::Result<()> {
+        let r = self.sock.fd.close().map_err(|e| self.err("close", e));
+        self.unlink();
+        r
+    }
+
+    fn unlink(&self) {
+        if let Some(p) = &self.path {
+            if !self.unlinked.swap(true, Ordering::SeqCst) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+impl Drop for UnixListener {
+    fn drop(&mut self) {
+        self.unlink();
+    }
+}
+
+impl UnixStream {
+    /// Connects to `path`.
+    pub fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        UnixStream::connect_deadline(&path.as_ref().to_string_lossy(), None)
+    }
+
+    pub(crate) fn connect_deadline(
+        path: &str,
+        deadline: Option<Instant>,
+    ) -> io::Result<UnixStream> {
+        let raddr = Addr::Unix(Some(path.into()), "unix");
+        let err = |e| op_error("dial", "unix", None, Some(raddr.clone()), e);
+        let sock = Sock::new(new_sock(Type::STREAM).map_err(err)?).map_err(err)?;
+        sock.connect(&sockaddr(path).map_err(err)?, deadline)
+            .map_err(err)?;
+        let laddr = sock
+            .local()
+            .map(|a| path_of(&a, "unix"))
+            .unwrap_or(Addr::Unix(None, "unix"));
+        Ok(UnixStream { sock, laddr, raddr })
+    }
+
+    /// A connected pair.
+    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+        let mk = |s| -> io::Result<UnixStream> {
+            Ok(UnixStream {
+                sock: Sock::new(s)?,
+                laddr: Addr::Unix(None, "unix"),
+                raddr: Addr::Unix(None, "unix"),
+            })
+        };
+        Ok((mk(a)?, mk(b)?))
+    }
+
+    fn err(&self, op: &'static str, e: io::Error) -> io::Error {
+        op_error(
+            op,
+            "unix",
+            Some(self.laddr.clone()),
+            Some(self.raddr.clone()),
+            e,
+        )
+    }
+
+    /// Local address.
+    pub fn local_addr(&self) -> Addr {
+        self.laddr.clone()
+    }
+    /// Peer address.
+    pub fn peer_addr(&self) -> Addr {
+        self.raddr.clone()
+    }
+    /// Shuts down one or both directions.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.sock.shutdown(how).map_err(|e| self.err("shutdown", e))
+    }
+    /// Closes, waking parked operations.
+    pub fn close(&self) -> io::Result<()> {
+        self.sock.fd.close().map_err(|e| self.err("close", e))
+    }
+    /// Both deadlines.
+    pub fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
+        self.sock.fd.set_deadline(d);
+        Ok(())
+    }
+    /// Read deadline.
+    pub fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
+        self.sock.fd.set_read_deadline(d);
+        Ok(())
+    }
+    /// Write deadline.
+    pub fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
+        self.sock.fd.set_write_deadline(d);
+        Ok(())
+    }
+    /// A second handle on a `dup`.
+    pub fn try_clone(&self) -> io::Result<UnixStream> {
+        let sock = self.sock.try_clone().map_err(|e| self.err("dup", e))?;
+        Ok(UnixStream {
+            sock,
+            laddr: self.laddr.clone(),
+            raddr: self.raddr.clone(),
+        })
+    }
+}
+
+impl Read for &UnixStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.read(buf).map_err(|e| self.err("read", e))
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.sock
+            .read_vectored(bufs)
+            .map_err(|e| self.err("read", e))
+    }
+}
+impl Write for &UnixStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.write(buf).map_err(|e| self.err("write", e))
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.sock
+            .write_vectored(bufs)
+            .map_err(|e| self.err("write", e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Read for UnixStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+impl Write for UnixStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl UnixDatagram {
+    /// Binds to `path`.
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
+        let p = path.as_ref().to_string_lossy().into_owned();
+        let err = |e| {
+            op_error(
+                "listen",
+                "unixgram",
+                None,
+                Some(Addr::Unix(Some(p.clone().into()), "unixgram")),
+                e,
+            )
+        };
+        let s = new_sock(Type::DGRAM).map_err(err)?;
+        s.bind(&sockaddr(&p).map_err(err)?)
+            .map_err(|e| err(syscall("bind", e)))?;
+        let laddr = Addr::Unix(Some(p.clone().into()), "unixgram");
+        Ok(UnixDatagram {
+            sock: Sock::new(s).map_err(err)?,
+            laddr,
+        })
+    }
+    /// An unbound socket.
+    pub fn unbound() -> io::Result<UnixDatagram> {
+        let s = new_sock(Type::DGRAM)?;
+        Ok(UnixDatagram {
+            sock: Sock::new(s)?,
+            laddr: Addr::Unix(None, "unixgram"),
+        })
+    }
+    /// A connected pair.
+    pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::DGRAM.nonblocking().cloexec(), None)?;
+        let mk = |s| -> io::Result<UnixDatagram> {
+            Ok(UnixDatagram {
+                sock: Sock::new(s)?,
+                laddr: Addr::Unix(None, "unixgram"),
+            })
+        };
+        Ok((mk(a)?, mk(b)?))
+    }
+    fn err(&self, op: &'static str, to: Option<&Path>, e: io::Error) -> io::Error {
+        op_error(
+            op,
+            "unixgram",
+            Some(self.laddr.clone()),
+            to.map(|p| Addr::Unix(Some(p.into()), "unixgram")),
+            e,
+        )
+    }
+    /// Sets the default destination.
+    pub fn connect(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let p = path.as_ref();
+        let a = sockaddr(&p.to_string_lossy()).map_err(|e| self.err("dial", Some(p), e))?;
+        self.sock
+            .opt(|s| s.connect(&a))
+            .map_err(|e| self.err("dial", Some(p), syscall("connect", e)))
+    }
+    /// Sends one datagram to the connected peer.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.send(buf).map_err(|e| self.err("write", None, e))
+    }
+    /// Receives one datagram (`Ok(0)`: an empty datagram, not EOF).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.recv(buf).map_err(|e| self.err("read", None, e))
+    }
+    /// Sends one datagram to `path`.
+    pub fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
+        let p = path.as_ref();
+        let a = sockaddr(&p.to_string_lossy()).map_err(|e| self.err("write", Some(p), e))?;
+        self.sock
+            .send_to(buf, &a)
+            .map_err(|e| self.err("write", Some(p), e))
+    }
+    /// Receives one datagram and its source.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Addr)> {
+        let (n, a) = self
+            .sock
+            .recv_from(buf)
+            .map_err(|e| self.err("read", None, e))?;
+        Ok((n, path_of(&a, "unixgram")))
+    }
+    /// Local address.
+    pub fn local_addr(&self) -> Addr {
+        self.laddr.clone()
+    }
+    /// Closes, waking parked operations.
+    pub fn close(&self) -> io::Result<()> {
+        self.sock.fd.close().map_err(|e| self.err("close", None, e))
+    }
+    /// Both deadlines.
+    pub fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        self.sock
+            .fd
+            .incref()
+            .map_err(|e| self.err("set", None, e))?;
+        self.sock.fd.set_deadline(d);
+        Ok(())
+    }
+    /// Read deadline.
+    pub fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        self.sock
+            .fd
+            .incref()
+            .map_err(|e| self.err("set", None, e))?;
+        self.sock.fd.set_read_deadline(d);
+        Ok(())
+    }
+    /// Write deadline.
+    pub fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+        self.sock
+            .fd
+            .incref()
+            .map_err(|e| self.err("set", None, e))?;
+        self.sock.fd.set_write_deadline(d);
+        Ok(())
+    }
+    pub(crate) fn peer_addr_opt(&self) -> Addr {
+        self.sock
+            .peer()
+            .map(|a| path_of(&a, "unixgram"))
+            .unwrap_or(Addr::Unix(None, "unixgram"))
+    }
+}

@@ -1,0 +1,58 @@
+//! Dial and error-text tests (Go: net/error_test.go TestDialError behaviours).
+use std::io::ErrorKind;
+use std::time::Duration;
+
+// Go: TestDialError / the error string format of *OpError
+#[test]
+fn refused_text_and_kind() {
+    gort::run(|| {
+        let e = gort::net::dial("tcp", "127.0.0.1:1").err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+        assert_eq!(
+            e.to_string(),
+            "dial tcp 127.0.0.1:1: connect: connection refused"
+        );
+        assert_eq!(gort::net::raw_os_error(&e), Some(libc::ECONNREFUSED));
+    });
+}
+
+// Go: TestDialTimeout-ish: a huge timeout must not overflow; localhost skips the resolver.
+#[test]
+fn huge_timeout_and_localhost() {
+    gort::run(|| {
+        let l = gort::net::listen("tcp", "localhost:0").unwrap();
+        let port = l.addr().socket_addr().unwrap().port();
+        let c =
+            gort::net::dial_timeout("tcp", &format!("localhost:{port}"), Duration::MAX).unwrap();
+        assert!(c.remote_addr().to_string().ends_with(&format!(":{port}")));
+        let e = gort::net::TcpStream::connect_timeout(
+            &"127.0.0.1:1".parse().unwrap(),
+            Duration::from_secs(u64::MAX),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+    });
+}
+
+// Unknown networks and bad addresses are errors, not panics.
+#[test]
+fn bad_inputs() {
+    gort::run(|| {
+        assert!(gort::net::dial("tcpx", "127.0.0.1:1").is_err());
+        assert!(gort::net::dial("tcp", "127.0.0.1").is_err());
+        assert_eq!(
+            gort::net::split_host_port("[::1]:80").unwrap(),
+            ("::1", "80")
+        );
+    });
+}
+
+// Names other than localhost are resolved on the blocking pool (getaddrinfo); a hosts-file
+// name that may not exist must fail cleanly rather than block a worker.
+#[test]
+fn resolver_name() {
+    gort::run(|| {
+        let r = gort::net::dial_timeout("tcp", "nonexistent.invalid:80", Duration::from_secs(5));
+        assert!(r.is_err());
+    });
+}

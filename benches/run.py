@@ -292,13 +292,19 @@ def echo_once(name: str, conns: int, size: int, warmup: float, duration: float, 
 
         def on_line(line: str) -> None:
             if line in ("MEASURE_START", "MEASURE_END"):
-                marks[line] = (time.monotonic(), cpu_ticks(srv.pid))
+                try:
+                    marks[line] = (time.monotonic(), cpu_ticks(srv.pid))
+                except OSError:
+                    pass  # server gone; reported as an error below
 
         args = ["--addr", f"127.0.0.1:{srv.port}", "--conns", str(conns), "--size", str(size),
                 "--duration", str(duration), "--warmup", str(warmup)]
         res, err = run_loadgen(args, limit=warmup + duration + 120, on_line=on_line)
         alive = srv.proc.poll() is None
-        hwm = status_kib(srv.pid, "VmHWM") if alive else 0
+        try:
+            hwm = status_kib(srv.pid, "VmHWM") if alive else 0
+        except OSError:
+            alive, hwm = False, 0
     finally:
         srv.stop()
     if res is None or "MEASURE_START" not in marks or "MEASURE_END" not in marks:
@@ -324,7 +330,10 @@ def idle_once(name: str, conns: int, hold: float, logdir: Path) -> dict:
         def on_line(line: str) -> None:
             if line == "READY":
                 time.sleep(0.5)  # let the server settle after the last echo
-                got["with"] = status_kib(srv.pid, "VmRSS")
+                try:
+                    got["with"] = status_kib(srv.pid, "VmRSS")
+                except OSError:
+                    pass
 
         res, err = run_loadgen(["--addr", f"127.0.0.1:{srv.port}", "--conns", str(conns), "--size", "64",
                                 "--idle", str(hold)], limit=hold + 180, on_line=on_line)
@@ -814,8 +823,8 @@ def main() -> None:
                     i += 1
                     try:
                         r = echo_once(srv, c, s, cfg["warmup"], cfg["duration"], logdir)
-                    except RuntimeError as e:
-                        r = {"error": str(e)}
+                    except Exception as e:  # one broken run must not end the matrix
+                        r = {"error": f"{type(e).__name__}: {e}"}
                     echo.setdefault((srv, c, s), []).append(r)
                     if "error" in r:
                         log(f"echo {i}/{total} rep {rep + 1} {srv:5s} c={c:<4d} {s:>4d} B: ERROR {r['error'][:200]}")
@@ -826,8 +835,8 @@ def main() -> None:
         for srv in servers:
             try:
                 r = idle_once(srv, cfg["idle_conns"], cfg["idle_hold"], logdir)
-            except RuntimeError as e:
-                r = {"error": str(e)}
+            except Exception as e:
+                r = {"error": f"{type(e).__name__}: {e}"}
             idle.setdefault(srv, []).append(r)
             if "error" in r:
                 log(f"idle {srv}: ERROR {r['error'][:200]}")

@@ -430,7 +430,15 @@ def machine_info(go: str | None) -> dict:
         "gort_commit": first(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         "max_map_count": sysctl("/proc/sys/vm/max_map_count"), "somaxconn": sysctl("/proc/sys/net/core/somaxconn"),
         "nofile_hard": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        "loadavg_start": loadavg(),
     }
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 # --------------------------------------------------------------------------- targets
@@ -620,9 +628,17 @@ def write_doc(path: Path, svg_name: str, args, info, cfg, echo, idle, micro, ser
     for k, lab in (("nproc", "CPUs (nproc)"), ("cpu", "CPU model"), ("kernel", "Kernel"), ("memory", "Memory"),
                    ("rustc", "rustc"), ("go", "Go"), ("tokio", "tokio"), ("may", "may"),
                    ("max_map_count", "vm.max_map_count"), ("somaxconn", "net.core.somaxconn"),
-                   ("nofile_hard", "RLIMIT_NOFILE (hard)")):
-        a(f"| {lab} | {info[k]} |")
+                   ("nofile_hard", "RLIMIT_NOFILE (hard)"), ("loadavg_start", "load average at start (1/5/15 min)"),
+                   ("loadavg_end", "load average at end")):
+        a(f"| {lab} | {info.get(k, 'n/a')} |")
     a("")
+    try:
+        busy = float(info["loadavg_start"].split()[0]) > 0.5 or float(info["loadavg_end"].split()[0]) > 2.5
+    except (KeyError, ValueError, IndexError):
+        busy = False
+    if busy:
+        a("> **Warning: the machine was busy with other work during this run (see load average); expect "
+          "more noise than usual. Re-run on an idle machine for numbers to quote.**\n")
     a("## Method\n")
     a(f"- **Echo**: each server is started fresh for every measurement on a free port of 127.0.0.1, waited for "
       f"(bounded connect loop), then `benches/loadgen` (one client thread, raw epoll) runs a closed ping-pong "
@@ -804,6 +820,8 @@ def main() -> None:
 
     avail = build(args)
     info = machine_info(avail.get("go_path"))
+    if float(info["loadavg_start"].split()[0] if info["loadavg_start"] != "n/a" else 0) > 0.5:
+        log(f"WARNING: load average is {info['loadavg_start']}: other work is running, results will be noisy")
     log(f"machine: {info['nproc']} CPUs, {info['cpu']}, kernel {info['kernel']}; {info['rustc']}; {info['go']}")
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     servers = [s for s in SERVERS if s in wanted and avail.get(s)]
@@ -854,6 +872,7 @@ def main() -> None:
                     shown = f"{r[key]} {unit}" if key in r else f"ERROR {r.get('error', 'no ' + key)}"
                     log(f"micro rep {rep + 1} {p:5s} {sub} {n}: {shown}")
 
+    info["loadavg_end"] = loadavg()
     raw = {"config": cfg, "machine": info, "skipped": SKIPPED, "quick": q,
            "echo": [{"server": k[0], "conns": k[1], "size": k[2], "runs": v} for k, v in echo.items()],
            "idle": [{"server": k, "runs": v} for k, v in idle.items()],

@@ -22,6 +22,7 @@
 //! way tokio's `spawn_blocking` does.
 // The scheduler (merged separately) is the caller; until then parts are test-only.
 
+
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

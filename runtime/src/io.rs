@@ -141,20 +141,12 @@ impl Fd {
                 return Ok(FdGuard { fd: self, kind });
             }
             let u = me.get_or_insert_with(park::unparker).clone();
-            let q = if kind == Kind::Read {
-                &mut st.rq
-            } else {
-                &mut st.wq
-            };
+            let q = if kind == Kind::Read { &mut st.rq } else { &mut st.wq };
             if !q.iter().any(|x| x.same_as(&u)) {
                 q.push_back(u);
             }
             drop(st);
-            park::park_reason(if kind == Kind::Read {
-                WaitReason::FdRead
-            } else {
-                WaitReason::FdWrite
-            });
+            park::park_reason(if kind == Kind::Read { WaitReason::FdRead } else { WaitReason::FdWrite });
             st = self.lock_state();
         }
     }
@@ -280,11 +272,7 @@ impl Fd {
             // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix (documented by std),
             // and each slice is valid for writes of its length.
             cvt_isize(unsafe {
-                libc::readv(
-                    fd,
-                    bufs.as_ptr().cast(),
-                    bufs.len().min(1024) as libc::c_int,
-                )
+                libc::readv(fd, bufs.as_ptr().cast(), bufs.len().min(1024) as libc::c_int)
             })
         })
     }
@@ -321,11 +309,7 @@ impl Fd {
         self.write_with(|fd| {
             // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (documented by std).
             cvt_isize(unsafe {
-                libc::writev(
-                    fd,
-                    bufs.as_ptr().cast(),
-                    bufs.len().min(1024) as libc::c_int,
-                )
+                libc::writev(fd, bufs.as_ptr().cast(), bufs.len().min(1024) as libc::c_int)
             })
         })
     }

@@ -75,9 +75,9 @@ impl<T> Packet<T> {
             // coroutine reads it only after seeing WAITING.
             unsafe { *self.waiter.get() = Some(park::unparker()) };
             // Release: publishes `waiter` (pairs with the AcqRel swap in `complete`).
-            let _ =
-                self.state
-                    .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire);
+            let _ = self
+                .state
+                .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire);
             while !self.is_done() {
                 park::park_reason(why);
             }
@@ -112,12 +112,7 @@ impl JoinError {
 
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "JoinError(coroutine {} panicked: {:?})",
-            self.id,
-            self.message()
-        )
+        write!(f, "JoinError(coroutine {} panicked: {:?})", self.id, self.message())
     }
 }
 
@@ -144,12 +139,7 @@ impl<T> JoinHandle<T> {
     /// Waits for the coroutine to finish: parks when called from a coroutine, blocks a plain
     /// thread. `Err` carries the panic payload if it panicked.
     pub fn join(self) -> Result<T, JoinError> {
-        self.packet
-            .wait(WaitReason::Join)
-            .map_err(|payload| JoinError {
-                payload,
-                id: self.id,
-            })
+        self.packet.wait(WaitReason::Join).map_err(|payload| JoinError { payload, id: self.id })
     }
 
     /// True once the coroutine has finished.

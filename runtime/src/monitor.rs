@@ -59,11 +59,7 @@ fn monitor_main(rt: &'static Shared) {
     let mut last_poll = nanotime();
     while !rt.shutdown.load(Ordering::SeqCst) {
         let all_idle = rt.nidle.load(Ordering::SeqCst) == rt.nworkers();
-        thread::park_timeout(if all_idle {
-            Duration::from_millis(50)
-        } else {
-            busy_tick
-        });
+        thread::park_timeout(if all_idle { Duration::from_millis(50) } else { busy_tick });
         if SIGQUIT.swap(false, Ordering::SeqCst) {
             let mut err = io::stderr().lock();
             let _ = writeln!(err, "SIGQUIT: quit\n\n{}", dump(rt));
@@ -97,11 +93,7 @@ fn monitor_main(rt: &'static Shared) {
 fn warn_stuck(rt: &Shared, worker: usize, id: u64, for_ns: u64) {
     let (name, site) = match rt.registry.find(id) {
         Some(t) => (
-            t.ident
-                .name
-                .clone()
-                .map(|n| format!(" \"{n}\""))
-                .unwrap_or_default(),
+            t.ident.name.clone().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
             t.ident.site.to_string(),
         ),
         None => (String::new(), "<unknown>".into()),
@@ -183,12 +175,7 @@ pub(crate) fn dump(rt: &Shared) -> String {
             _ => "dead".to_string(),
         };
         let age = now.saturating_duration_since(t.born);
-        let _ = write!(
-            out,
-            "goroutine {} [{state}, {:.3}s]",
-            t.ident.id,
-            age.as_secs_f64()
-        );
+        let _ = write!(out, "goroutine {} [{state}, {:.3}s]", t.ident.id, age.as_secs_f64());
         if let Some(n) = &t.ident.name {
             let _ = write!(out, " \"{n}\"");
         }

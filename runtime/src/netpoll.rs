@@ -20,9 +20,7 @@
 //! cancellable runtime timers, as Go's do.
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{
-    fence, AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
-};
+use std::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -99,9 +97,7 @@ struct Slab {
 fn slab() -> &'static Slab {
     static SLAB: OnceLock<Slab> = OnceLock::new();
     SLAB.get_or_init(|| Slab {
-        chunks: (0..MAX_CHUNKS)
-            .map(|_| AtomicPtr::new(std::ptr::null_mut()))
-            .collect(),
+        chunks: (0..MAX_CHUNKS).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
         nchunks: AtomicUsize::new(0),
         free: Mutex::new(Vec::new()),
     })
@@ -138,12 +134,9 @@ impl Slab {
             self.nchunks.store(c + 1, Ordering::Relaxed);
             free.extend(((c * CHUNK) as u32..((c + 1) * CHUNK) as u32).rev());
         }
-        let idx = free
-            .pop()
-            .unwrap_or_else(|| throw("Slab::alloc: empty free list"));
+        let idx = free.pop().unwrap_or_else(|| throw("Slab::alloc: empty free list"));
         drop(free);
-        self.get(idx)
-            .ok_or_else(|| io::Error::other("gort: bad poll descriptor index"))
+        self.get(idx).ok_or_else(|| io::Error::other("gort: bad poll descriptor index"))
     }
 
     fn release(&self, pd: &'static PollDesc) {
@@ -264,11 +257,7 @@ impl PollDesc {
                 }
             }
         }
-        let why = if m == Mode::Read {
-            WaitReason::FdRead
-        } else {
-            WaitReason::FdWrite
-        };
+        let why = if m == Mode::Read { WaitReason::FdRead } else { WaitReason::FdWrite };
         loop {
             // Re-check after installing: a concurrent close/deadline either saw us (and will
             // swap us out) or we see its flag here.
@@ -315,12 +304,7 @@ impl PollDesc {
 
     fn set_deadline(&'static self, gen: u32, m: Mode, d: Option<Instant>) {
         let seq = self.seq(m).fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some(old) = self
-            .timer(m)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(old) = self.timer(m).lock().unwrap_or_else(|e| e.into_inner()).take() {
             old.cancel();
         }
         match d {
@@ -367,10 +351,7 @@ impl Poller {
         let ev = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         // SAFETY: `ev` is a fresh fd we own.
         let evfd = unsafe { OwnedFd::from_raw_fd(ev) };
-        let mut e = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: WAKE_TAG,
-        };
+        let mut e = libc::epoll_event { events: libc::EPOLLIN as u32, u64: WAKE_TAG };
         // SAFETY: valid fds and a valid event pointer.
         cvt(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ev, &mut e) })?;
         Ok(Poller {
@@ -458,12 +439,7 @@ impl Poller {
         let mut evs = self.events.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: `evs` is a valid buffer of `evs.len()` events, exclusively ours (lock held).
         let n = unsafe {
-            libc::epoll_wait(
-                self.epfd.as_raw_fd(),
-                evs.as_mut_ptr(),
-                evs.len() as i32,
-                timeout_ms,
-            )
+            libc::epoll_wait(self.epfd.as_raw_fd(), evs.as_mut_ptr(), evs.len() as i32, timeout_ms)
         };
         if n <= 0 {
             return; // EINTR or timeout
@@ -475,14 +451,11 @@ impl Poller {
             if data == WAKE_TAG {
                 let mut buf = 0u64;
                 // SAFETY: reading 8 bytes into a valid u64 from our non-blocking eventfd.
-                let _ =
-                    unsafe { libc::read(self.evfd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
+                let _ = unsafe { libc::read(self.evfd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
                 self.wake_sig.store(false, Ordering::SeqCst);
                 continue;
             }
-            let Some(pd) = slab().get((data >> 32) as u32) else {
-                continue;
-            };
+            let Some(pd) = slab().get((data >> 32) as u32) else { continue };
             if pd.gen.load(Ordering::SeqCst) != data as u32 {
                 continue; // stale event for a closed (maybe reused) descriptor
             }
@@ -543,13 +516,7 @@ impl Registration {
             return Err(err);
         }
         rt.poller.registered.fetch_add(1, Ordering::Relaxed);
-        Ok(Registration {
-            pd,
-            gen,
-            fd,
-            rt,
-            deregistered: AtomicBool::new(false),
-        })
+        Ok(Registration { pd, gen, fd, rt, deregistered: AtomicBool::new(false) })
     }
 
     /// The registered fd.
@@ -622,12 +589,7 @@ impl Registration {
         let mut e = libc::epoll_event { events: 0, u64: 0 };
         // SAFETY: valid epoll fd and event pointer; failure (fd already gone) is harmless.
         let _ = unsafe {
-            libc::epoll_ctl(
-                self.rt.poller.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                self.fd,
-                &mut e,
-            )
+            libc::epoll_ctl(self.rt.poller.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, self.fd, &mut e)
         };
     }
 
@@ -642,13 +604,7 @@ impl Drop for Registration {
         self.close();
         self.deregister();
         for m in [Mode::Read, Mode::Write] {
-            if let Some(t) = self
-                .pd
-                .timer(m)
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
+            if let Some(t) = self.pd.timer(m).lock().unwrap_or_else(|e| e.into_inner()).take() {
                 t.cancel();
             }
         }
@@ -661,8 +617,6 @@ impl Drop for Registration {
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration")
-            .field("fd", &self.fd)
-            .finish()
+        f.debug_struct("Registration").field("fd", &self.fd).finish()
     }
 }

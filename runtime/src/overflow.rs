@@ -18,6 +18,7 @@
 //! we detect it by the guard page fault and make it fatal with a precise message.
 // The scheduler (merged separately) is the caller; until then parts are test-only.
 
+
 use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::ptr;

@@ -91,9 +91,7 @@ thread_local! {
 /// An [`Unparker`] for the caller: its coroutine, or its thread outside coroutines.
 pub fn unparker() -> Unparker {
     match worker::current_task_arc() {
-        Some(t) => Unparker {
-            inner: Inner::Task(t),
-        },
+        Some(t) => Unparker { inner: Inner::Task(t) },
         None => Unparker {
             inner: Inner::Thread(THREAD_UNPARKER.with(|t| t.clone())),
         },
@@ -128,8 +126,10 @@ pub fn park_deadline(deadline: Instant, why: WaitReason) -> bool {
     match worker::current_task() {
         Some(t) => {
             let me = unparker();
-            let h =
-                timer::add_timer_nanos(timer::instant_to_nanos(deadline), TimerAction::Unpark(me));
+            let h = timer::add_timer_nanos(
+                timer::instant_to_nanos(deadline),
+                TimerAction::Unpark(me),
+            );
             t.park(why);
             h.cancel();
         }

@@ -165,9 +165,7 @@ impl Drop for Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("workers", &self.workers())
-            .finish()
+        f.debug_struct("Runtime").field("workers", &self.workers()).finish()
     }
 }
 

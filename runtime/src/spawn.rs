@@ -89,7 +89,8 @@ where
         site,
     };
     let task = Task::new(rt, ident, usable, coro);
-    rt.registry.insert(worker.unwrap_or(rt.nworkers()), &task);
+    rt.registry
+        .insert(worker.unwrap_or(rt.nworkers()), &task);
     rt.counters().spawned.fetch_add(1, Ordering::Relaxed);
     if let Err(task) = worker::try_spawn_local(rt, task) {
         rt.inject(task);

@@ -34,6 +34,7 @@
 //! `maxstacksize`, and is reported by the guard page instead of a prologue check.
 // The scheduler (merged separately) is the caller; until then parts are test-only.
 
+
 use std::io;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};

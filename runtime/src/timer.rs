@@ -33,9 +33,7 @@ pub(crate) fn nanotime() -> u64 {
 /// Converts an `Instant` to nanotime, saturating (past: 0; far future: u64::MAX - 1).
 pub(crate) fn instant_to_nanos(t: Instant) -> u64 {
     match t.checked_duration_since(epoch()) {
-        Some(d) => u64::try_from(d.as_nanos())
-            .unwrap_or(u64::MAX - 1)
-            .min(u64::MAX - 1),
+        Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1).min(u64::MAX - 1),
         None => 0,
     }
 }
@@ -139,12 +137,7 @@ impl TimerHeap {
         let mut g = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         let seq = g.1;
         g.1 += 1;
-        g.0.push(Reverse(Entry {
-            when,
-            seq,
-            action,
-            state,
-        }));
+        g.0.push(Reverse(Entry { when, seq, action, state }));
         let z = self.zombies.load(Ordering::Relaxed);
         if z > 64 && z * 2 > g.0.len() {
             // Many cancelled entries: rebuild without them.
@@ -181,7 +174,8 @@ impl TimerHeap {
         let mut n = 0;
         for e in due {
             if let Some(s) = &e.state {
-                if s.state
+                if s
+                    .state
                     .compare_exchange(PENDING, FIRED, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()
                 {
@@ -245,11 +239,7 @@ mod tests {
         let log = Arc::new(Mutex::new(Vec::new()));
         for (i, when) in [50u64, 10, 30, 20, 40].into_iter().enumerate() {
             let l = log.clone();
-            h.push(
-                when,
-                TimerAction::Call(Box::new(move || l.lock().unwrap().push((i, when)))),
-                None,
-            );
+            h.push(when, TimerAction::Call(Box::new(move || l.lock().unwrap().push((i, when)))), None);
         }
         assert_eq!(h.next_when(), 10);
         assert_eq!(h.run_expired(9), 0);
@@ -267,18 +257,9 @@ mod tests {
         let hits = Arc::new(AtomicUsize::new(0));
         let mut handles = Vec::new();
         for i in 0..200u64 {
-            let st = Arc::new(TimerState {
-                state: AtomicU8::new(PENDING),
-                heap: h,
-            });
+            let st = Arc::new(TimerState { state: AtomicU8::new(PENDING), heap: h });
             let c = hits.clone();
-            h.push(
-                1000 + i,
-                TimerAction::Call(Box::new(move || {
-                    c.fetch_add(1, Ordering::SeqCst);
-                })),
-                Some(st.clone()),
-            );
+            h.push(1000 + i, TimerAction::Call(Box::new(move || { c.fetch_add(1, Ordering::SeqCst); })), Some(st.clone()));
             handles.push(TimerHandle { st });
         }
         for t in &handles[..150] {

@@ -166,10 +166,7 @@ impl Shared {
             Err(t) => t,
         };
         let w = &self.workers[owner];
-        w.inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(task);
+        w.inbox.lock().unwrap_or_else(|e| e.into_inner()).push_back(task);
         w.inbox_len.fetch_add(1, Ordering::SeqCst);
         self.wake_worker(owner);
     }
@@ -239,10 +236,7 @@ impl Shared {
         match w {
             Some(i) => {
                 self.workers[i].woken_spinning.store(true, Ordering::SeqCst);
-                self.workers[i]
-                    .counters
-                    .wakeups
-                    .fetch_add(1, Ordering::Relaxed);
+                self.workers[i].counters.wakeups.fetch_add(1, Ordering::Relaxed);
                 self.wake_worker(i);
             }
             None => {
@@ -317,9 +311,7 @@ pub(crate) fn current_or_default() -> &'static Shared {
     DEFAULT.get_or_init(|| {
         let rt = match Shared::new(default_config()) {
             Ok(rt) => rt,
-            Err(e) => {
-                crate::overflow::throw(&format!("gort: cannot start the default runtime: {e}"))
-            }
+            Err(e) => crate::overflow::throw(&format!("gort: cannot start the default runtime: {e}")),
         };
         if let Err(e) = start(rt) {
             crate::overflow::throw(&format!("gort: cannot start the default runtime: {e}"));

@@ -28,9 +28,7 @@ impl RunQueue {
         RunQueue {
             head: AtomicU32::new(0),
             tail: AtomicU32::new(0),
-            buf: (0..N)
-                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
-                .collect(),
+            buf: (0..N).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect(),
         }
     }
 
@@ -56,8 +54,7 @@ impl RunQueue {
             let h = self.head.load(Ordering::Acquire);
             let t = self.tail.load(Ordering::Relaxed); // only we write tail
             if t.wrapping_sub(h) < N {
-                self.slot(t)
-                    .store(Arc::into_raw(task) as *mut Task, Ordering::Relaxed);
+                self.slot(t).store(Arc::into_raw(task) as *mut Task, Ordering::Relaxed);
                 // Release: publishes the slot write to consumers that load tail with Acquire.
                 self.tail.store(t.wrapping_add(1), Ordering::Release);
                 return Ok(());

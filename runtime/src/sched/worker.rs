@@ -279,10 +279,7 @@ fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
         if tick % 61 == 0 {
             poll_and_timers(c);
             drain_inbox(c);
-            if let Some(t) = take_injector(c)
-                .or_else(|| pop_local(c))
-                .or_else(|| me.runq.pop())
-            {
+            if let Some(t) = take_injector(c).or_else(|| pop_local(c)).or_else(|| me.runq.pop()) {
                 return found(c, t);
             }
         }
@@ -325,10 +322,7 @@ fn sleep(c: &'static WorkerCtx) {
         rt.nidle.fetch_add(1, Ordering::SeqCst);
     }
     let poller = rt.poller.try_acquire();
-    w.sleep.store(
-        if poller { SLEEP_POLL } else { SLEEP_FUTEX },
-        Ordering::SeqCst,
-    );
+    w.sleep.store(if poller { SLEEP_POLL } else { SLEEP_FUTEX }, Ordering::SeqCst);
     fence(Ordering::SeqCst);
     let ready_now = has_local_work(c)
         || w.woken_spinning.load(Ordering::SeqCst)

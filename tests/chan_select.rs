@@ -221,8 +221,7 @@ fn racing_selects_no_loss_no_dup() {
             }));
         }
         // A plain thread consumer too.
-        let (a, b, out) = (a_rx.clone(), b_rx.clone(), ());
-        let _ = out;
+        let (a, b) = (a_rx.clone(), b_rx.clone());
         let (t_tx, t_rx) = chan::unbounded::<u64>();
         let th = std::thread::spawn(move || {
             let mut n = 0;

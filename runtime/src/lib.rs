@@ -7,6 +7,8 @@
 #![warn(missing_docs)]
 
 pub(crate) mod blocking;
+pub mod chan;
+pub mod context;
 pub mod io;
 mod join;
 mod monitor;
@@ -17,11 +19,14 @@ pub mod park;
 mod registry;
 pub mod runtime;
 pub(crate) mod sched;
+pub mod select;
 mod spawn;
 pub(crate) mod stack;
+pub mod sync;
 pub(crate) mod task;
 pub mod time;
 pub mod timer;
+mod timeutil;
 
 pub use join::{JoinError, JoinHandle};
 pub use spawn::{current, run, spawn, spawn_blocking, yield_now, Builder, CoroutineInfo};

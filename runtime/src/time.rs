@@ -40,3 +40,5 @@ pub fn sleep_until(deadline: Instant) {
         }
     }
 }
+
+pub use crate::timeutil::{after, tick, Ticker, Timer};

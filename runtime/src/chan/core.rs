@@ -1,0 +1,377 @@
+//! Channel core: the state behind a `Sender`/`Receiver` pair, its waiter queues and the
+//! one-shot selection token shared by every waiter record of one blocked operation.
+//!
+//! Design (Go's `runtime/chan.go` + `select.go`, simplified):
+//! * One `std::sync::Mutex<State>` per channel guards the buffer, the `closed` flag and two
+//!   FIFO queues of waiter records (`recvq`, `sendq`). It is held only for short critical
+//!   sections and never across a park. Poisoning is ignored (`into_inner`): no user code runs
+//!   under it except `T`'s destructor-free moves, so the state is always consistent.
+//! * A blocked operation parks on a [`Token`]. A token goes `WAITING -> SELECTED(arm)` (a
+//!   peer or `close` claimed it) or `WAITING -> ABORTED` (its owner gave up: timeout, or a
+//!   `select!` that saw an arm become ready while registering). The transitions are CAS, so
+//!   exactly one party wins, like Go's `selectDone`: a value is never delivered twice nor
+//!   lost. Tokens are one-shot: a retrying select makes a fresh one, so a stale record (token
+//!   no longer `WAITING`) can be dropped by whoever meets it.
+//! * The winner of the CAS moves the value through the record's `slot` and then sets `done`
+//!   (Release; the waiter reads it with Acquire before touching the slot) and unparks.
+//! * Unbuffered channels are a real rendezvous: a sender parks with its value in its record's
+//!   slot until a receiver takes it. A sender record whose slot is still full when it is
+//!   selected was woken by `close`: the send failed and the value goes back to the caller.
+//!
+//! Differences from Go: send on a closed channel is an error, not a panic; dropping the last
+//! receiver also closes the channel (buffered values are dropped, senders get errors).
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crate::park::{self, unparker, Unparker};
+use crate::task::WaitReason;
+
+const WAITING: usize = 0;
+const ABORTED: usize = usize::MAX;
+
+/// Selection token of one blocked operation (a plain send/recv or a whole `select!`).
+pub(crate) struct Token {
+    state: AtomicUsize,
+    done: AtomicBool,
+    unparker: Unparker,
+}
+
+impl Token {
+    pub(crate) fn new() -> Arc<Token> {
+        Arc::new(Token {
+            state: AtomicUsize::new(WAITING),
+            done: AtomicBool::new(false),
+            unparker: unparker(),
+        })
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == WAITING
+    }
+
+    /// Claims the token for `arm`; the winner must transfer and then call [`Token::finish`].
+    fn try_select(&self, arm: usize) -> bool {
+        self.state
+            .compare_exchange(WAITING, arm + 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    fn finish(&self) {
+        // Release: pairs with the Acquire loads of `done` in `wait`, publishing the slot write.
+        self.done.store(true, Ordering::Release);
+        self.unparker.unpark();
+    }
+
+    /// The owner gives up; false if a peer already claimed the token.
+    pub(crate) fn try_abort(&self) -> bool {
+        self.state
+            .compare_exchange(WAITING, ABORTED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// The arm that was selected, if any.
+    pub(crate) fn selected(&self) -> Option<usize> {
+        match self.state.load(Ordering::SeqCst) {
+            WAITING | ABORTED => None,
+            s => Some(s - 1),
+        }
+    }
+
+    /// Parks until a peer selected the token and finished its transfer (true), or until the
+    /// deadline passed and the owner aborted the token (false).
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            if self.done.load(Ordering::Acquire) {
+                return true;
+            }
+            match deadline {
+                None => park::park_reason(WaitReason::Chan),
+                Some(d) => {
+                    if park::park_deadline(d, WaitReason::Chan)
+                        && !self.done.load(Ordering::Acquire)
+                    {
+                        if self.try_abort() {
+                            return false;
+                        }
+                        // Claimed concurrently: the peer finishes within its critical section.
+                        while !self.done.load(Ordering::Acquire) {
+                            park::park_reason(WaitReason::Chan);
+                        }
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One queued send or receive. `slot` holds the value to send (sender) or the value
+/// received (receiver); only the token's winner and, after `done`, the owner touch it.
+pub(crate) struct Waiter<T> {
+    pub(crate) tok: Arc<Token>,
+    arm: usize,
+    slot: Mutex<Option<T>>,
+}
+
+impl<T> Waiter<T> {
+    pub(crate) fn take(&self) -> Option<T> {
+        self.slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+    fn put(&self, v: T) {
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(v);
+    }
+}
+
+pub(crate) enum TryRecv<T> {
+    Value(T),
+    Closed,
+    Empty,
+}
+
+pub(crate) enum TrySend<T> {
+    Sent,
+    Closed(T),
+    Full(T),
+}
+
+pub(crate) struct State<T> {
+    buf: VecDeque<T>,
+    closed: bool,
+    recvq: VecDeque<Arc<Waiter<T>>>,
+    sendq: VecDeque<Arc<Waiter<T>>>,
+}
+
+impl<T> State<T> {
+    fn try_send(&mut self, v: T, cap: usize) -> TrySend<T> {
+        if self.closed {
+            return TrySend::Closed(v);
+        }
+        while let Some(w) = self.recvq.pop_front() {
+            if w.tok.try_select(w.arm) {
+                w.put(v);
+                w.tok.finish();
+                return TrySend::Sent;
+            }
+        }
+        if self.buf.len() < cap {
+            self.buf.push_back(v);
+            return TrySend::Sent;
+        }
+        TrySend::Full(v)
+    }
+
+    fn try_recv(&mut self) -> TryRecv<T> {
+        if let Some(v) = self.buf.pop_front() {
+            // A slot freed up: move the oldest blocked sender's value in (keeps FIFO order).
+            while let Some(w) = self.sendq.pop_front() {
+                if w.tok.try_select(w.arm) {
+                    if let Some(x) = w.take() {
+                        self.buf.push_back(x);
+                    }
+                    w.tok.finish();
+                    break;
+                }
+            }
+            return TryRecv::Value(v);
+        }
+        while let Some(w) = self.sendq.pop_front() {
+            if w.tok.try_select(w.arm) {
+                let x = w.take();
+                w.tok.finish();
+                if let Some(x) = x {
+                    return TryRecv::Value(x);
+                }
+            }
+        }
+        if self.closed {
+            TryRecv::Closed
+        } else {
+            TryRecv::Empty
+        }
+    }
+
+    fn peer_waiting(q: &VecDeque<Arc<Waiter<T>>>, me: &Arc<Token>) -> bool {
+        q.iter()
+            .any(|w| !Arc::ptr_eq(&w.tok, me) && w.tok.is_waiting())
+    }
+}
+
+/// The shared channel object.
+pub(crate) struct Chan<T> {
+    st: Mutex<State<T>>,
+    cap: usize,
+    pub(crate) senders: AtomicUsize,
+    pub(crate) receivers: AtomicUsize,
+}
+
+impl<T> Chan<T> {
+    pub(crate) fn new(cap: usize) -> Chan<T> {
+        Chan {
+            st: Mutex::new(State {
+                buf: VecDeque::new(),
+                closed: false,
+                recvq: VecDeque::new(),
+                sendq: VecDeque::new(),
+            }),
+            cap,
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.st.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    pub(crate) fn try_send(&self, v: T) -> TrySend<T> {
+        let cap = self.cap;
+        self.lock().try_send(v, cap)
+    }
+
+    pub(crate) fn try_recv(&self) -> TryRecv<T> {
+        self.lock().try_recv()
+    }
+
+    /// Blocking send; `Full` means the deadline passed.
+    pub(crate) fn send(&self, v: T, deadline: Option<Instant>) -> TrySend<T> {
+        let mut st = self.lock();
+        let v = match st.try_send(v, self.cap) {
+            TrySend::Full(v) => v,
+            r => return r,
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return TrySend::Full(v);
+        }
+        let w = Arc::new(Waiter {
+            tok: Token::new(),
+            arm: 0,
+            slot: Mutex::new(Some(v)),
+        });
+        st.sendq.push_back(w.clone());
+        drop(st);
+        if !w.tok.wait(deadline) {
+            self.lock().sendq.retain(|x| !Arc::ptr_eq(x, &w));
+            return match w.take() {
+                Some(v) => TrySend::Full(v),
+                None => TrySend::Sent,
+            };
+        }
+        match w.take() {
+            None => TrySend::Sent,
+            Some(v) => TrySend::Closed(v),
+        }
+    }
+
+    /// Blocking receive; `Empty` means the deadline passed.
+    pub(crate) fn recv(&self, deadline: Option<Instant>) -> TryRecv<T> {
+        let mut st = self.lock();
+        match st.try_recv() {
+            TryRecv::Empty => {}
+            r => return r,
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return TryRecv::Empty;
+        }
+        let w = Arc::new(Waiter {
+            tok: Token::new(),
+            arm: 0,
+            slot: Mutex::new(None),
+        });
+        st.recvq.push_back(w.clone());
+        drop(st);
+        if !w.tok.wait(deadline) {
+            self.lock().recvq.retain(|x| !Arc::ptr_eq(x, &w));
+            return TryRecv::Empty;
+        }
+        match w.take() {
+            Some(v) => TryRecv::Value(v),
+            None => TryRecv::Closed,
+        }
+    }
+
+    /// Closes; wakes every waiter. Returns false if it was already closed.
+    pub(crate) fn close(&self) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return false;
+        }
+        st.closed = true;
+        for w in std::mem::take(&mut st.recvq) {
+            if w.tok.try_select(w.arm) {
+                w.tok.finish();
+            }
+        }
+        for w in std::mem::take(&mut st.sendq) {
+            if w.tok.try_select(w.arm) {
+                w.tok.finish();
+            }
+        }
+        true
+    }
+
+    /// Last receiver gone: close and drop buffered values (outside the lock).
+    pub(crate) fn disconnect_receivers(&self) {
+        self.close();
+        let buf = std::mem::take(&mut self.lock().buf);
+        drop(buf);
+    }
+
+    /// `select!` registration of a receive: `Err(())` if the arm is ready now.
+    pub(crate) fn register_recv(&self, tok: &Arc<Token>, arm: usize) -> Result<Arc<Waiter<T>>, ()> {
+        let mut st = self.lock();
+        if !st.buf.is_empty() || st.closed || State::peer_waiting(&st.sendq, tok) {
+            return Err(());
+        }
+        let w = Arc::new(Waiter {
+            tok: tok.clone(),
+            arm,
+            slot: Mutex::new(None),
+        });
+        st.recvq.push_back(w.clone());
+        Ok(w)
+    }
+
+    /// `select!` registration of a send: gives the value back if the arm is ready now.
+    pub(crate) fn register_send(
+        &self,
+        tok: &Arc<Token>,
+        arm: usize,
+        v: T,
+    ) -> Result<Arc<Waiter<T>>, T> {
+        let mut st = self.lock();
+        if st.closed || st.buf.len() < self.cap || State::peer_waiting(&st.recvq, tok) {
+            return Err(v);
+        }
+        let w = Arc::new(Waiter {
+            tok: tok.clone(),
+            arm,
+            slot: Mutex::new(Some(v)),
+        });
+        st.sendq.push_back(w.clone());
+        Ok(w)
+    }
+
+    /// Removes a record of an aborted or not-selected `select!` arm.
+    pub(crate) fn unregister(&self, w: &Arc<Waiter<T>>, send: bool) {
+        let mut st = self.lock();
+        let q = if send { &mut st.sendq } else { &mut st.recvq };
+        q.retain(|x| !Arc::ptr_eq(x, w));
+    }
+}

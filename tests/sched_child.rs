@@ -42,7 +42,10 @@ fn stack_overflow_names_the_coroutine() {
     assert_eq!(out.status.signal(), Some(libc::SIGABRT), "stderr: {err}");
     assert!(err.contains("\"deep\""), "stderr: {err}");
     assert!(err.contains("overflowed its 32 KiB stack"), "stderr: {err}");
-    assert!(err.contains("tests/sched_child.rs"), "spawn site missing: {err}");
+    assert!(
+        err.contains("tests/sched_child.rs"),
+        "spawn site missing: {err}"
+    );
 }
 
 #[test]
@@ -121,7 +124,10 @@ fn unjoined_panic_prints_and_process_lives() {
     let out = child("panic", "unjoined_panic_prints_and_process_lives");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stderr: {err}");
-    assert!(err.contains("\"doomed\" panicked at tests/sched_child.rs"), "stderr: {err}");
+    assert!(
+        err.contains("\"doomed\" panicked at tests/sched_child.rs"),
+        "stderr: {err}"
+    );
     assert!(err.contains("kaboom"), "stderr: {err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("still alive"));
 }

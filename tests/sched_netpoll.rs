@@ -41,7 +41,7 @@ fn many_readers_each_woken_once() {
                 assert_eq!(u32::from_le_bytes(b), i as u32);
                 let mut rest = [0u8; 1];
                 // EOF once the writer is closed.
-                assert_eq!((&r).read(&mut rest).unwrap(), 0);
+                assert_eq!(r.read(&mut rest).unwrap(), 0);
             }));
         }
         // Let them all park.
@@ -105,7 +105,11 @@ fn stale_events_after_fd_reuse_are_dropped() {
             let mut b = [0u8; 1];
             r2.set_read_deadline(Some(Instant::now() + Duration::from_millis(2)));
             let e = r2.read(&mut b).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::TimedOut, "a stale event produced data or a wake");
+            assert_eq!(
+                e.kind(),
+                ErrorKind::TimedOut,
+                "a stale event produced data or a wake"
+            );
             drop(w2);
         }
     });

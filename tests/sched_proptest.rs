@@ -51,7 +51,10 @@ fn park_until_poked() {
 }
 
 fn run_program(workers: usize, programs: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
-    let rt = gort::runtime::Builder::new().workers(workers).build().unwrap();
+    let rt = gort::runtime::Builder::new()
+        .workers(workers)
+        .build()
+        .unwrap();
     let finished = Arc::new(AtomicU64::new(0));
     let expected = programs
         .iter()
@@ -85,7 +88,10 @@ fn run_program(workers: usize, programs: Vec<Vec<Op>>) -> Result<(), TestCaseErr
                             if let Some((v, h)) = pending.pop_front() {
                                 let got = h.join().unwrap();
                                 if got != v as u64 * 3 + 1 {
-                                    errors.lock().unwrap().push(format!("join value {got} for {v}"));
+                                    errors
+                                        .lock()
+                                        .unwrap()
+                                        .push(format!("join value {got} for {v}"));
                                 }
                             }
                         }
@@ -104,7 +110,10 @@ fn run_program(workers: usize, programs: Vec<Vec<Op>>) -> Result<(), TestCaseErr
     let deadline = Instant::now() + Duration::from_secs(30);
     while !handles.iter().all(|h| h.is_finished()) {
         if Instant::now() > deadline {
-            return Err(TestCaseError::fail(format!("hang (lost wake-up?):\n{}", rt.dump())));
+            return Err(TestCaseError::fail(format!(
+                "hang (lost wake-up?):\n{}",
+                rt.dump()
+            )));
         }
         std::thread::sleep(Duration::from_millis(1));
     }

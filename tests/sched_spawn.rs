@@ -10,10 +10,12 @@ fn join_values_across_workers() {
     let rt = runtime::Builder::new().workers(4).build().unwrap();
     let sum = rt.run(|| {
         let hs: Vec<_> = (0..5000u64)
-            .map(|i| gort::spawn(move || {
-                gort::yield_now();
-                i
-            }))
+            .map(|i| {
+                gort::spawn(move || {
+                    gort::yield_now();
+                    i
+                })
+            })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
     });
@@ -126,7 +128,9 @@ fn runnext_pingpong_does_not_starve_queue() {
             }
         });
         let d2 = d.clone();
-        gort::spawn(move || d2.store(true, Ordering::SeqCst)).join().unwrap();
+        gort::spawn(move || d2.store(true, Ordering::SeqCst))
+            .join()
+            .unwrap();
         p1.join().unwrap();
         p2.join().unwrap();
     });
@@ -196,11 +200,12 @@ fn spawn_from_many_threads_at_once() {
 fn stats_and_dump_show_parked_coroutines() {
     let rt = runtime::Builder::new().workers(2).build().unwrap();
     let (r, w) = gort::io::Fd::pipe().unwrap();
-    let h = rt.spawn_with(gort::Builder::new().name("reader"), move || {
-        let mut b = [0u8; 1];
-        r.read(&mut b).unwrap()
-    })
-    .unwrap();
+    let h = rt
+        .spawn_with(gort::Builder::new().name("reader"), move || {
+            let mut b = [0u8; 1];
+            r.read(&mut b).unwrap()
+        })
+        .unwrap();
     let mut seen = false;
     for _ in 0..2000 {
         let d = rt.dump();

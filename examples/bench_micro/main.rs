@@ -140,7 +140,11 @@ fn timers(n: u64) {
     gort::run(move || {
         let t = Instant::now();
         let hs: Vec<_> = (0..n)
-            .map(|i| gort::spawn(move || gort::time::sleep(Duration::from_micros(5000 + (i * 7919) % 10_000))))
+            .map(|i| {
+                gort::spawn(move || {
+                    gort::time::sleep(Duration::from_micros(5000 + (i * 7919) % 10_000))
+                })
+            })
             .collect();
         let peak = rss_kib();
         for h in hs {

@@ -729,7 +729,10 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(60);
         for i in 0..rounds {
             while count.load(Ordering::SeqCst) < i {
-                assert!(Instant::now() < deadline, "waiter stuck at {i}: lost wake-up");
+                assert!(
+                    Instant::now() < deadline,
+                    "waiter stuck at {i}: lost wake-up"
+                );
                 std::hint::spin_loop();
             }
             if let Some(u) = pd.unblock(Mode::Read, true) {

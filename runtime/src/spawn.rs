@@ -12,7 +12,6 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::Ordering;
 
-
 use crate::join::{JoinHandle, Packet};
 use crate::overflow::CoroIdent;
 use crate::sched::{self, worker, Shared};

@@ -302,6 +302,7 @@ pub(crate) struct SlabStack {
 
 impl SlabStack {
     /// Usable bytes above the guard.
+    #[cfg(test)]
     pub(crate) fn usable_size(&self) -> usize {
         self.usable
     }
@@ -873,7 +874,11 @@ mod tests {
         // The first HIGH_WATER stay cached on worker 0; the last went to the dirty list, still
         // resident until a trim gives its pages back.
         assert_eq!(pool.trim_to(GLOBAL_KEEP), 0);
-        assert_eq!(pool.trim_to(0), 0, "first trim only marks the low-water mark");
+        assert_eq!(
+            pool.trim_to(0),
+            0,
+            "first trim only marks the low-water mark"
+        );
         assert_eq!(pool.trim_to(0), 1);
         let again: Vec<SlabStack> = (0..=HIGH_WATER)
             .map(|_| pool.alloc(MIN_STACK, 0).unwrap())

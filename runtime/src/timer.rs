@@ -33,7 +33,10 @@ pub(crate) fn nanotime() -> u64 {
 /// A cheap, coarse (a few ms) monotonic `Instant` (CLOCK_MONOTONIC_COARSE), for ages in
 /// dumps: reading it costs a few ns where `Instant::now` costs ~20.
 pub(crate) fn coarse_now() -> Instant {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     let coarse = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);

@@ -15,7 +15,6 @@
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::Arc;
 
-
 pub(crate) const N: u32 = 256;
 
 pub(crate) struct RunQueue<T> {

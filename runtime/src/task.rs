@@ -5,8 +5,8 @@
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
-//! - the owner worker moves `RUNNABLE -> RUNNING` before resuming and `RUNNING -> RUNNABLE`
-//!   after a yield, preserving `NOTIFIED`;
+//! - the owner worker moves `RUNNABLE -> RUNNING` before resuming, preserving `NOTIFIED`; a
+//!   task that yielded stays `RUNNING` while queued (unparkers treat both phases alike);
 //! - the task itself, in [`Task::park`], either consumes `NOTIFIED` and returns, or moves
 //!   `RUNNING -> PARKED` and suspends;
 //! - [`Task::unpark`] (any thread) moves `PARKED -> RUNNABLE` and enqueues the task on its
@@ -167,12 +167,6 @@ impl Task {
         WaitReason::from_u8(self.wait.load(Ordering::Relaxed))
     }
 
-    /// Marks the task runnable after a `yield_now` (keeps a pending notification).
-    pub(crate) fn set_runnable_after_yield(&self) {
-        // AcqRel: pairs with `unpark`'s CAS that may set NOTIFIED concurrently.
-        self.state.fetch_and(!PHASE, Ordering::AcqRel);
-    }
-
     /// Takes the closure (and any preallocated stack) of a never-run task.
     ///
     /// # Safety
@@ -205,7 +199,9 @@ impl Task {
     pub(crate) unsafe fn resume(&self) -> CoroutineResult<Suspend, ()> {
         // Phase RUNNABLE (0) -> RUNNING (1), keeping NOTIFIED. AcqRel: pairs with the unparker's
         // CAS that moved us to RUNNABLE (we see what it wrote before waking us).
-        self.state.fetch_or(RUNNING, Ordering::AcqRel);
+        if self.state.load(Ordering::Acquire) & PHASE != RUNNING {
+            self.state.fetch_or(RUNNING, Ordering::AcqRel);
+        }
         overflow::set_running(&self.ident);
         // SAFETY: the caller guarantees we are on the owner thread and not re-entrant, so no
         // other reference to the body exists.

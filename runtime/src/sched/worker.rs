@@ -139,14 +139,19 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
 
 fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     let w = &c.rt.workers[c.index];
-    if task.owner.load(Ordering::Relaxed) == NO_OWNER {
-        // Release: pairs with the Acquire load in `Shared::ready`.
-        task.owner.store(c.index, Ordering::Release);
-    } else if task.owner.load(Ordering::Relaxed) != c.index {
+    let owner = task.owner.load(Ordering::Relaxed);
+    if owner != NO_OWNER && owner != c.index {
         crate::overflow::throw("run_task: task pinned to another worker");
     }
-    // SAFETY: owner thread (just claimed or checked above), before any resume of this task.
-    if let Some((start, pre)) = unsafe { task.take_fresh() } {
+    let fresh = if owner == NO_OWNER {
+        // SAFETY: we are about to become the owner (claimed just below); no resume happened.
+        unsafe { task.take_fresh() }
+    } else {
+        None
+    };
+    if let Some((start, pre)) = fresh {
+        // Release: pairs with the Acquire load in `Shared::ready`.
+        task.owner.store(c.index, Ordering::Release);
         let stack = match pre {
             Some(s) => Ok(s),
             None => c.rt.stacks.alloc(task.stack_size, c.index),
@@ -187,7 +192,8 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     match r {
         CoroutineResult::Yield(Suspend::Park) => {}
         CoroutineResult::Yield(Suspend::Yield) => {
-            task.set_runnable_after_yield();
+            // The phase stays RUNNING while queued after a yield: unparkers treat RUNNING and
+            // RUNNABLE alike (they set NOTIFIED), so the two atomic RMWs would buy nothing.
             c.local.borrow_mut().push_back(task);
         }
         CoroutineResult::Return(()) => {
@@ -200,11 +206,18 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     }
 }
 
+#[inline]
 fn drain_inbox(c: &WorkerCtx) -> bool {
     let w = &c.rt.workers[c.index];
     if w.inbox_len.load(Ordering::SeqCst) == 0 {
         return false;
     }
+    drain_inbox_slow(c)
+}
+
+#[cold]
+fn drain_inbox_slow(c: &WorkerCtx) -> bool {
+    let w = &c.rt.workers[c.index];
     let mut inbox = w.inbox.lock().unwrap_or_else(|e| e.into_inner());
     let n = inbox.len();
     w.inbox_len.fetch_sub(n, Ordering::SeqCst);

@@ -210,3 +210,23 @@ fn concurrent_writers_do_not_interleave() {
         }
     });
 }
+
+/// Writing to a socket whose peer is gone is an error, not a SIGPIPE
+/// (Go: TestEPIPE behaviour of net.Conn writes).
+#[test]
+fn socket_write_to_closed_peer_is_epipe_not_sigpipe() {
+    gort::run(|| {
+        let (a, b) = socketpair();
+        drop(b);
+        let mut last = Ok(0);
+        for _ in 0..10 {
+            last = a.write(b"data");
+            if last.is_err() {
+                break;
+            }
+        }
+        assert_eq!(last.unwrap_err().kind(), ErrorKind::BrokenPipe);
+        let bufs = [std::io::IoSlice::new(b"x")];
+        assert_eq!(a.write_vectored(&bufs).unwrap_err().kind(), ErrorKind::BrokenPipe);
+    });
+}

@@ -135,36 +135,13 @@ impl Sock {
         self.fd.read_vectored(bufs).map_err(|e| syscall("readv", e))
     }
 
-    /// Stream write of all of `buf` under the write lock, with `MSG_NOSIGNAL`. If an error
-    /// follows some bytes, returns the count (the error recurs on the next call).
+    /// Stream write of all of `buf` (`Fd::write`: under the write lock, `MSG_NOSIGNAL`). If an
+    /// error follows some bytes, returns the count (the error recurs on the next call).
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        let _g = self.fd.lock_write()?;
-        if buf.is_empty() {
-            return Ok(0);
+        if !buf.is_empty() {
+            self.arm_write();
         }
-        self.arm_write();
-        let mut done = 0;
-        while done < buf.len() {
-            match with_ref(self.raw(), |s| {
-                s.send_with_flags(&buf[done..], libc::MSG_NOSIGNAL)
-            }) {
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.fd.registration().wait_write() {
-                        return if done > 0 { Ok(done) } else { Err(e) };
-                    }
-                }
-                Err(e) => {
-                    return if done > 0 {
-                        Ok(done)
-                    } else {
-                        Err(syscall("write", e))
-                    }
-                }
-            }
-        }
-        Ok(done)
+        self.fd.write(buf).map_err(|e| syscall("write", e))
     }
 
     /// One `sendmsg` with `MSG_NOSIGNAL` (may be partial, as `Write::write_vectored` allows).
@@ -174,11 +151,7 @@ impl Sock {
         }
         self.arm_write();
         self.fd
-            .write_with(|raw| {
-                with_ref(raw, |s| {
-                    s.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL)
-                })
-            })
+            .write_vectored(bufs)
             .map_err(|e| syscall("writev", e))
     }
 

@@ -8,6 +8,9 @@
 //! connection" but releases the fd number only after the last operation has left its
 //! syscall (so a reused fd number is never read by mistake).
 //!
+//! Writes to sockets use `send`/`sendmsg` with `MSG_NOSIGNAL`, so a peer that went away gives
+//! `EPIPE` (BrokenPipe), never a SIGPIPE.
+//!
 //! Deadlines (as the gort issue asks, unlike Go's `prepareRead`): the syscall is always tried
 //! first, so data already in the kernel is returned after a deadline; the deadline fails only
 //! an operation that would wait.
@@ -44,6 +47,9 @@ pub struct Fd {
     fd: RawFd,
     reg: Registration,
     st: Mutex<LockState>,
+    /// Sockets are written with `send(MSG_NOSIGNAL)`: a write to a closed peer is an
+    /// `EPIPE` error, never a SIGPIPE that kills the process.
+    is_socket: bool,
 }
 
 /// Holds a read, write or plain reference on an [`Fd`]; released on drop.
@@ -63,6 +69,21 @@ fn cvt_isize(r: isize) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(r as usize)
+    }
+}
+
+fn is_socket(fd: RawFd) -> bool {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `ty`; ENOTSOCK for other fds.
+    unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        ) == 0
     }
 }
 
@@ -87,10 +108,12 @@ impl Fd {
     pub fn new(fd: OwnedFd) -> io::Result<Fd> {
         set_nonblocking_cloexec(fd.as_raw_fd())?;
         let reg = Registration::new(fd.as_raw_fd())?;
+        let is_socket = is_socket(fd.as_raw_fd());
         Ok(Fd {
             fd: fd.into_raw_fd(),
             reg,
             st: Mutex::new(LockState::default()),
+            is_socket,
         })
     }
 
@@ -300,8 +323,7 @@ impl Fd {
         let mut done = 0;
         while done < buf.len() {
             let rest = &buf[done..];
-            // SAFETY: `rest` is valid for `rest.len()` readable bytes.
-            let r = cvt_isize(unsafe { libc::write(self.fd, rest.as_ptr().cast(), rest.len()) });
+            let r = self.write_once(rest);
             match r {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -316,17 +338,36 @@ impl Fd {
         Ok(done)
     }
 
+    fn write_once(&self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` readable bytes.
+        cvt_isize(unsafe {
+            if self.is_socket {
+                libc::send(self.fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
+            } else {
+                libc::write(self.fd, buf.as_ptr().cast(), buf.len())
+            }
+        })
+    }
+
     /// Vectored write (one syscall's worth; may be partial).
     pub fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let is_socket = self.is_socket;
         self.write_with(|fd| {
-            // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (documented by std).
-            cvt_isize(unsafe {
-                libc::writev(
-                    fd,
-                    bufs.as_ptr().cast(),
-                    bufs.len().min(1024) as libc::c_int,
-                )
-            })
+            let iov = bufs.as_ptr() as *mut libc::iovec;
+            let n = bufs.len().min(1024);
+            if is_socket {
+                // SAFETY: a zeroed msghdr is valid; `IoSlice` is ABI-compatible with `iovec`
+                // on Unix (documented by std), and sendmsg only reads through `msg_iov`.
+                cvt_isize(unsafe {
+                    let mut msg: libc::msghdr = std::mem::zeroed();
+                    msg.msg_iov = iov;
+                    msg.msg_iovlen = n as _;
+                    libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+                })
+            } else {
+                // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (documented by std).
+                cvt_isize(unsafe { libc::writev(fd, iov, n as libc::c_int) })
+            }
         })
     }
 

@@ -16,6 +16,7 @@
 
 mod addr;
 mod conn;
+mod context;
 mod dial;
 mod error;
 mod listen;
@@ -27,6 +28,7 @@ mod unix;
 
 pub use addr::{split_host_port, Addr, ToAddrs};
 pub use conn::{Conn, Listener};
+pub use context::{bind_context, ContextGuard};
 pub use dial::{dial, dial_timeout, Control, Dialer};
 pub use error::{errno_text, is_closed_error, is_timeout, raw_os_error, OpError, SyscallError};
 pub use listen::{listen, listen_packet, ListenConfig, PacketSocket};

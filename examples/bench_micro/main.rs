@@ -6,8 +6,8 @@
 //! ```
 //! Commands: spawn_join_batch, spawn_join_all, yield_pingpong, parked, timers, idle_cpu, plus
 //! the channel/sync ones in sync.rs (chan_pingpong, fanin, mutex).
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod sync;
@@ -16,6 +16,15 @@ fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn hwm_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -88,49 +97,45 @@ fn yield_pingpong(n: u64) {
     });
 }
 
+/// `n` coroutines each blocked receiving on its own channel (the same work as the peers'
+/// `parked`: a task waiting on a oneshot/channel), RSS per coroutine.
 fn parked(n: u64) {
     let before = rss_kib();
-    let go = Arc::new(AtomicBool::new(false));
-    let parkers = Arc::new(Mutex::new(Vec::with_capacity(n as usize)));
-    let ready = Arc::new(AtomicUsize::new(0));
-    gort::run({
-        let (go, parkers, ready) = (go.clone(), parkers.clone(), ready.clone());
-        move || {
-            let t = Instant::now();
-            let hs: Vec<_> = (0..n)
-                .map(|_| {
-                    let (go, parkers, ready) = (go.clone(), parkers.clone(), ready.clone());
-                    gort::Builder::new()
-                        .spawn(move || {
-                            parkers.lock().unwrap().push(gort::park::unparker());
-                            ready.fetch_add(1, Ordering::SeqCst);
-                            while !go.load(Ordering::SeqCst) {
-                                gort::park::park();
-                            }
-                        })
-                        .unwrap_or_else(|e| {
-                            println!("RESULT name=parked n={n} error=\"{e}\"");
-                            std::process::exit(0)
-                        })
-                })
-                .collect();
-            while ready.load(Ordering::SeqCst) < n as usize {
-                gort::time::sleep(Duration::from_millis(5));
+    gort::run(move || {
+        let t = Instant::now();
+        let ready = Arc::new(AtomicUsize::new(0));
+        let mut txs = Vec::with_capacity(n as usize);
+        let mut hs = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let (tx, rx) = gort::chan::bounded::<()>(1);
+            let r = ready.clone();
+            txs.push(tx);
+            match gort::Builder::new().spawn(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                let _ = rx.recv();
+            }) {
+                Ok(h) => hs.push(h),
+                Err(e) => {
+                    println!("RESULT name=parked n={n} error=\"{e}\"");
+                    std::process::exit(0)
+                }
             }
-            let spawn_s = t.elapsed().as_secs_f64();
-            let after = rss_kib();
-            let kib = (after.saturating_sub(before)) as f64 / n as f64;
-            println!(
-                "RESULT name=parked n={n} kib_per_coroutine={kib:.2} rss_kib={after} spawn_s={spawn_s:.2} maps={}",
-                std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count()).unwrap_or(0)
-            );
-            go.store(true, Ordering::SeqCst);
-            for u in parkers.lock().unwrap().drain(..) {
-                u.unpark();
-            }
-            for h in hs {
-                h.join().unwrap();
-            }
+        }
+        while ready.load(Ordering::SeqCst) < n as usize {
+            gort::time::sleep(Duration::from_millis(5));
+        }
+        let spawn_s = t.elapsed().as_secs_f64();
+        let after = rss_kib();
+        let per = after.saturating_sub(before) as f64 / n as f64;
+        let maps = std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count());
+        println!(
+            "RESULT name=parked n={n} kib_per_task={per:.3} rss_before_kib={before} rss_after_kib={after} spawn_s={spawn_s:.2} maps={maps}"
+        );
+        for tx in txs {
+            let _ = tx.send(());
+        }
+        for h in hs {
+            h.join().unwrap();
         }
     });
 }
@@ -146,14 +151,14 @@ fn timers(n: u64) {
                 })
             })
             .collect();
-        let peak = rss_kib();
         for h in hs {
             h.join().unwrap();
         }
         let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let peak = hwm_kib();
         println!(
-            "RESULT name=timers n={n} total_ms={ms:.1} kib_per_sleeper={:.2}",
-            peak.saturating_sub(before) as f64 / n as f64
+            "RESULT name=timers n={n} total_ms={ms:.1} rss_delta_kib={} rss_before_kib={before}",
+            peak.saturating_sub(before)
         );
     });
 }

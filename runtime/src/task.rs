@@ -321,3 +321,4 @@ impl Drop for Task {
         }
     }
 }
+

@@ -21,7 +21,10 @@ fn main() {
         let conn = loop {
             match net::dial("tcp", "localhost:25000") {
                 Ok(c) => break c,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && Instant::now() < give_up => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && Instant::now() < give_up =>
+                {
                     gort::time::sleep(Duration::from_millis(50));
                 }
                 Err(e) => fatal(e),

@@ -227,6 +227,9 @@ fn socket_write_to_closed_peer_is_epipe_not_sigpipe() {
         }
         assert_eq!(last.unwrap_err().kind(), ErrorKind::BrokenPipe);
         let bufs = [std::io::IoSlice::new(b"x")];
-        assert_eq!(a.write_vectored(&bufs).unwrap_err().kind(), ErrorKind::BrokenPipe);
+        assert_eq!(
+            a.write_vectored(&bufs).unwrap_err().kind(),
+            ErrorKind::BrokenPipe
+        );
     });
 }

@@ -45,7 +45,8 @@ fn context_deadline_applies_and_stop_detaches() {
         });
         let conn = Arc::new(TcpStream::connect(addr).unwrap());
         let t0 = Instant::now();
-        let (ctx, _cancel) = context::with_timeout(&context::background(), Duration::from_millis(20));
+        let (ctx, _cancel) =
+            context::with_timeout(&context::background(), Duration::from_millis(20));
         let g = bind_context(&conn, &ctx).unwrap();
         let mut b = [0u8; 8];
         let e = (&*conn).read(&mut b).unwrap_err();
@@ -54,6 +55,10 @@ fn context_deadline_applies_and_stop_detaches() {
         drop(g);
         // Detached: clearing the deadline makes the connection usable again.
         conn.set_deadline(None).unwrap();
-        assert_eq!((&*conn).read(&mut b).unwrap(), 0, "peer closes after 300 ms: EOF");
+        assert_eq!(
+            (&*conn).read(&mut b).unwrap(),
+            0,
+            "peer closes after 300 ms: EOF"
+        );
     });
 }

@@ -487,7 +487,6 @@ impl Drop for StackPool {
 }
 
 /// Re-running the test binary on one test, to observe fatal signals in isolation.
-
 #[cfg(test)]
 pub(crate) mod test_child {
     use std::process::{Command, Output};

@@ -18,6 +18,14 @@
 //!   slot until a receiver takes it. A sender record whose slot is still full when it is
 //!   selected was woken by `close`: the send failed and the value goes back to the caller.
 //!
+//! * Waiter records are recycled (Go's per-P `sudog` cache, made per channel): a peer that
+//!   pops a record keeps it in the channel's `free` list instead of dropping it, and the next
+//!   blocking operation on the channel reuses it once its previous owner has dropped its handle
+//!   (`Arc::get_mut` proves that, so reuse needs no `unsafe`). A plain send/recv uses the
+//!   token stored inline in its record (`own`); only `select!` shares one `Arc<Token>` between
+//!   records. In steady state a blocking operation therefore allocates nothing and clones no
+//!   `Arc<Task>` (the cached unparker is kept while the same coroutine reuses the record).
+//!
 //! Differences from Go: send on a closed channel is an error, not a panic; dropping the last
 //! receiver also closes the channel (buffered values are dropped, senders get errors).
 use std::collections::VecDeque;
@@ -36,15 +44,47 @@ pub(crate) struct Token {
     state: AtomicUsize,
     done: AtomicBool,
     unparker: Unparker,
+    /// Identity of the coroutine/thread `unparker` wakes (see [`whoami`]).
+    who: usize,
+}
+
+thread_local! {
+    static THREAD_ID_WORD: u8 = const { 0 };
+}
+
+/// A word identifying the caller: its task's address inside a coroutine, else the address
+/// of a thread-local (odd-free addresses of distinct live objects never collide; a task and
+/// a thread-local are different objects). Cheap, unlike building an [`Unparker`].
+fn whoami() -> usize {
+    match crate::sched::worker::current_task() {
+        Some(t) => t as *const _ as usize,
+        None => THREAD_ID_WORD.with(|b| b as *const u8 as usize),
+    }
 }
 
 impl Token {
-    pub(crate) fn new() -> Arc<Token> {
-        Arc::new(Token {
+    fn fresh() -> Token {
+        Token {
             state: AtomicUsize::new(WAITING),
             done: AtomicBool::new(false),
             unparker: unparker(),
-        })
+            who: whoami(),
+        }
+    }
+
+    pub(crate) fn new() -> Arc<Token> {
+        Arc::new(Token::fresh())
+    }
+
+    /// Re-arms a recycled token for the caller (exclusive access: no atomics needed).
+    fn reset(&mut self) {
+        *self.state.get_mut() = WAITING;
+        *self.done.get_mut() = false;
+        let who = whoami();
+        if self.who != who {
+            self.unparker = unparker();
+            self.who = who;
+        }
     }
 
     fn is_waiting(&self) -> bool {
@@ -110,12 +150,20 @@ impl Token {
 /// One queued send or receive. `slot` holds the value to send (sender) or the value
 /// received (receiver); only the token's winner and, after `done`, the owner touch it.
 pub(crate) struct Waiter<T> {
-    pub(crate) tok: Arc<Token>,
+    /// The token of a plain send/recv.
+    own: Token,
+    /// The shared token of a `select!`; when set, `own` is unused.
+    shared: Option<Arc<Token>>,
     arm: usize,
     slot: Mutex<Option<T>>,
 }
 
 impl<T> Waiter<T> {
+    /// The token this record is selected through.
+    pub(crate) fn tok(&self) -> &Token {
+        self.shared.as_deref().unwrap_or(&self.own)
+    }
+
     pub(crate) fn take(&self) -> Option<T> {
         self.slot
             .lock()
@@ -144,19 +192,56 @@ pub(crate) struct State<T> {
     closed: bool,
     recvq: VecDeque<Arc<Waiter<T>>>,
     sendq: VecDeque<Arc<Waiter<T>>>,
+    /// Records popped from the queues, for reuse (see the module docs).
+    free: Vec<Arc<Waiter<T>>>,
 }
 
+/// Most records a channel keeps for reuse (bounds memory after a burst of blocked peers).
+const FREE_MAX: usize = 128;
+
 impl<T> State<T> {
+    /// A waiter record for the caller: a recycled one whose previous owner is gone, or new.
+    fn waiter(&mut self, shared: Option<&Arc<Token>>, arm: usize, v: Option<T>) -> Arc<Waiter<T>> {
+        while let Some(mut w) = self.free.pop() {
+            // Unique: the previous owner dropped its handle, so nobody else can see it.
+            if let Some(m) = Arc::get_mut(&mut w) {
+                if shared.is_none() {
+                    m.own.reset();
+                }
+                m.shared = shared.cloned();
+                m.arm = arm;
+                *m.slot.get_mut().unwrap_or_else(PoisonError::into_inner) = v;
+                return w;
+            }
+            // Still held by its owner (just woken, not yet returned): let the owner free it.
+        }
+        Arc::new(Waiter {
+            own: Token::fresh(),
+            shared: shared.cloned(),
+            arm,
+            slot: Mutex::new(v),
+        })
+    }
+
+    /// Keeps a record popped from a queue for reuse.
+    fn recycle(&mut self, w: Arc<Waiter<T>>) {
+        if self.free.len() < FREE_MAX {
+            self.free.push(w);
+        }
+    }
+
     fn try_send(&mut self, v: T, cap: usize) -> TrySend<T> {
         if self.closed {
             return TrySend::Closed(v);
         }
         while let Some(w) = self.recvq.pop_front() {
-            if w.tok.try_select(w.arm) {
+            if w.tok().try_select(w.arm) {
                 w.put(v);
-                w.tok.finish();
+                w.tok().finish();
+                self.recycle(w);
                 return TrySend::Sent;
             }
+            self.recycle(w);
         }
         if self.buf.len() < cap {
             self.buf.push_back(v);
@@ -169,23 +254,31 @@ impl<T> State<T> {
         if let Some(v) = self.buf.pop_front() {
             // A slot freed up: move the oldest blocked sender's value in (keeps FIFO order).
             while let Some(w) = self.sendq.pop_front() {
-                if w.tok.try_select(w.arm) {
+                let won = w.tok().try_select(w.arm);
+                if won {
                     if let Some(x) = w.take() {
                         self.buf.push_back(x);
                     }
-                    w.tok.finish();
+                    w.tok().finish();
+                }
+                self.recycle(w);
+                if won {
                     break;
                 }
             }
             return TryRecv::Value(v);
         }
         while let Some(w) = self.sendq.pop_front() {
-            if w.tok.try_select(w.arm) {
+            let x = if w.tok().try_select(w.arm) {
                 let x = w.take();
-                w.tok.finish();
-                if let Some(x) = x {
-                    return TryRecv::Value(x);
-                }
+                w.tok().finish();
+                x
+            } else {
+                None
+            };
+            self.recycle(w);
+            if let Some(x) = x {
+                return TryRecv::Value(x);
             }
         }
         if self.closed {
@@ -197,7 +290,7 @@ impl<T> State<T> {
 
     fn peer_waiting(q: &VecDeque<Arc<Waiter<T>>>, me: &Arc<Token>) -> bool {
         q.iter()
-            .any(|w| !Arc::ptr_eq(&w.tok, me) && w.tok.is_waiting())
+            .any(|w| !w.shared.as_ref().is_some_and(|t| Arc::ptr_eq(t, me)) && w.tok().is_waiting())
     }
 }
 
@@ -217,6 +310,7 @@ impl<T> Chan<T> {
                 closed: false,
                 recvq: VecDeque::new(),
                 sendq: VecDeque::new(),
+                free: Vec::new(),
             }),
             cap,
             senders: AtomicUsize::new(1),
@@ -259,14 +353,10 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TrySend::Full(v);
         }
-        let w = Arc::new(Waiter {
-            tok: Token::new(),
-            arm: 0,
-            slot: Mutex::new(Some(v)),
-        });
+        let w = st.waiter(None, 0, Some(v));
         st.sendq.push_back(w.clone());
         drop(st);
-        if !w.tok.wait(deadline) {
+        if !w.own.wait(deadline) {
             self.lock().sendq.retain(|x| !Arc::ptr_eq(x, &w));
             return match w.take() {
                 Some(v) => TrySend::Full(v),
@@ -289,14 +379,10 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TryRecv::Empty;
         }
-        let w = Arc::new(Waiter {
-            tok: Token::new(),
-            arm: 0,
-            slot: Mutex::new(None),
-        });
+        let w = st.waiter(None, 0, None);
         st.recvq.push_back(w.clone());
         drop(st);
-        if !w.tok.wait(deadline) {
+        if !w.own.wait(deadline) {
             self.lock().recvq.retain(|x| !Arc::ptr_eq(x, &w));
             return TryRecv::Empty;
         }
@@ -313,14 +399,10 @@ impl<T> Chan<T> {
             return false;
         }
         st.closed = true;
-        for w in std::mem::take(&mut st.recvq) {
-            if w.tok.try_select(w.arm) {
-                w.tok.finish();
-            }
-        }
-        for w in std::mem::take(&mut st.sendq) {
-            if w.tok.try_select(w.arm) {
-                w.tok.finish();
+        let q = std::mem::take(&mut st.recvq).into_iter();
+        for w in q.chain(std::mem::take(&mut st.sendq)) {
+            if w.tok().try_select(w.arm) {
+                w.tok().finish();
             }
         }
         true
@@ -339,11 +421,7 @@ impl<T> Chan<T> {
         if !st.buf.is_empty() || st.closed || State::peer_waiting(&st.sendq, tok) {
             return Err(());
         }
-        let w = Arc::new(Waiter {
-            tok: tok.clone(),
-            arm,
-            slot: Mutex::new(None),
-        });
+        let w = st.waiter(Some(tok), arm, None);
         st.recvq.push_back(w.clone());
         Ok(w)
     }
@@ -359,11 +437,7 @@ impl<T> Chan<T> {
         if st.closed || st.buf.len() < self.cap || State::peer_waiting(&st.recvq, tok) {
             return Err(v);
         }
-        let w = Arc::new(Waiter {
-            tok: tok.clone(),
-            arm,
-            slot: Mutex::new(Some(v)),
-        });
+        let w = st.waiter(Some(tok), arm, Some(v));
         st.sendq.push_back(w.clone());
         Ok(w)
     }

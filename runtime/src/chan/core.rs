@@ -28,6 +28,7 @@
 //!
 //! Differences from Go: send on a closed channel is an error, not a panic; dropping the last
 //! receiver also closes the channel (buffered values are dropped, senders get errors).
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -148,14 +149,48 @@ impl Token {
 }
 
 /// One queued send or receive. `slot` holds the value to send (sender) or the value
-/// received (receiver); only the token's winner and, after `done`, the owner touch it.
+/// received (receiver). Access is exclusive by protocol, so it needs no lock:
+/// 1. the owner fills it before publishing the record (under the channel lock);
+/// 2. the peer that wins the token's CAS ([`Waiter::claim`]) moves a value in or out, then
+///    sets `done` (Release) — no one else touches the slot meanwhile: other peers lose the
+///    CAS and the owner waits for `done` (or its own abort CAS fails);
+/// 3. the owner reads it once the token is settled ([`Waiter::take`]: `done` seen with
+///    Acquire, or the token aborted so no winner exists).
 pub(crate) struct Waiter<T> {
     /// The token of a plain send/recv.
     own: Token,
     /// The shared token of a `select!`; when set, `own` is unused.
     shared: Option<Arc<Token>>,
     arm: usize,
-    slot: Mutex<Option<T>>,
+    slot: UnsafeCell<Option<T>>,
+}
+
+// SAFETY: the only non-`Sync` field is `slot`, whose accesses from different threads never
+// overlap (the protocol above) and are ordered by the channel lock or by `done`'s
+// Release/Acquire pair; values of `T` cross threads through it, hence `T: Send`.
+unsafe impl<T: Send> Sync for Waiter<T> {}
+
+/// Proof that the caller won a record's token: exclusive access to its slot (step 2 of the
+/// protocol on [`Waiter`]). Dropping it finishes the token (sets `done`, unparks the owner).
+struct Claim<'a, T>(&'a Waiter<T>);
+
+impl<T> Claim<'_, T> {
+    fn put(&self, v: T) {
+        // SAFETY: a `Claim` exists only for the winner of the token's CAS, before `done` is
+        // set (in `drop`): nobody else accesses the slot meanwhile (see `Waiter`).
+        unsafe { *self.0.slot.get() = Some(v) }
+    }
+
+    fn take(&self) -> Option<T> {
+        // SAFETY: as in `put`.
+        unsafe { (*self.0.slot.get()).take() }
+    }
+}
+
+impl<T> Drop for Claim<'_, T> {
+    fn drop(&mut self) {
+        self.0.tok().finish();
+    }
 }
 
 impl<T> Waiter<T> {
@@ -164,14 +199,22 @@ impl<T> Waiter<T> {
         self.shared.as_deref().unwrap_or(&self.own)
     }
 
-    pub(crate) fn take(&self) -> Option<T> {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+    /// Selects this record's token for its arm; `None` if it was already settled.
+    fn claim(&self) -> Option<Claim<'_, T>> {
+        self.tok().try_select(self.arm).then_some(Claim(self))
     }
-    fn put(&self, v: T) {
-        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(v);
+
+    /// The owner takes the slot's value once the token is settled (step 3 on [`Waiter`]).
+    pub(crate) fn take(&self) -> Option<T> {
+        let t = self.tok();
+        // Acquire: pairs with the Release store of `done` in `Token::finish`, so the winner's
+        // slot write happened before our read.
+        let settled = t.done.load(Ordering::Acquire) || t.state.load(Ordering::SeqCst) == ABORTED;
+        assert!(settled, "chan: waiter slot read before its token settled");
+        // SAFETY: the token is settled: either its winner finished (`done`, after which it
+        // never touches the slot) or it was aborted (no winner exists). Other records of a
+        // `select!` token are never touched by the winner. So access is exclusive.
+        unsafe { (*self.slot.get()).take() }
     }
 }
 
@@ -210,7 +253,7 @@ impl<T> State<T> {
                 }
                 m.shared = shared.cloned();
                 m.arm = arm;
-                *m.slot.get_mut().unwrap_or_else(PoisonError::into_inner) = v;
+                *m.slot.get_mut() = v;
                 return w;
             }
             // Still held by its owner (just woken, not yet returned): let the owner free it.
@@ -219,7 +262,7 @@ impl<T> State<T> {
             own: Token::fresh(),
             shared: shared.cloned(),
             arm,
-            slot: Mutex::new(v),
+            slot: UnsafeCell::new(v),
         })
     }
 
@@ -235,13 +278,14 @@ impl<T> State<T> {
             return TrySend::Closed(v);
         }
         while let Some(w) = self.recvq.pop_front() {
-            if w.tok().try_select(w.arm) {
-                w.put(v);
-                w.tok().finish();
+            let Some(c) = w.claim() else {
                 self.recycle(w);
-                return TrySend::Sent;
-            }
+                continue;
+            };
+            c.put(v);
+            drop(c);
             self.recycle(w);
+            return TrySend::Sent;
         }
         if self.buf.len() < cap {
             self.buf.push_back(v);
@@ -254,13 +298,15 @@ impl<T> State<T> {
         if let Some(v) = self.buf.pop_front() {
             // A slot freed up: move the oldest blocked sender's value in (keeps FIFO order).
             while let Some(w) = self.sendq.pop_front() {
-                let won = w.tok().try_select(w.arm);
-                if won {
-                    if let Some(x) = w.take() {
-                        self.buf.push_back(x);
+                let won = match w.claim() {
+                    Some(c) => {
+                        if let Some(x) = c.take() {
+                            self.buf.push_back(x);
+                        }
+                        true
                     }
-                    w.tok().finish();
-                }
+                    None => false,
+                };
                 self.recycle(w);
                 if won {
                     break;
@@ -269,13 +315,7 @@ impl<T> State<T> {
             return TryRecv::Value(v);
         }
         while let Some(w) = self.sendq.pop_front() {
-            let x = if w.tok().try_select(w.arm) {
-                let x = w.take();
-                w.tok().finish();
-                x
-            } else {
-                None
-            };
+            let x = w.claim().and_then(|c| c.take());
             self.recycle(w);
             if let Some(x) = x {
                 return TryRecv::Value(x);
@@ -401,9 +441,7 @@ impl<T> Chan<T> {
         st.closed = true;
         let q = std::mem::take(&mut st.recvq).into_iter();
         for w in q.chain(std::mem::take(&mut st.sendq)) {
-            if w.tok().try_select(w.arm) {
-                w.tok().finish();
-            }
+            drop(w.claim());
         }
         true
     }

@@ -18,8 +18,17 @@
 //!   slot until a receiver takes it. A sender record whose slot is still full when it is
 //!   selected was woken by `close`: the send failed and the value goes back to the caller.
 //!
+//! * Waiter records are recycled (Go's per-P `sudog` cache, made per channel): a peer that
+//!   pops a record keeps it in the channel's `free` list instead of dropping it, and the next
+//!   blocking operation on the channel reuses it once its previous owner has dropped its handle
+//!   (`Arc::get_mut` proves that, so reuse needs no `unsafe`). A plain send/recv uses the
+//!   token stored inline in its record (`own`); only `select!` shares one `Arc<Token>` between
+//!   records. In steady state a blocking operation therefore allocates nothing and clones no
+//!   `Arc<Task>` (the cached unparker is kept while the same coroutine reuses the record).
+//!
 //! Differences from Go: send on a closed channel is an error, not a panic; dropping the last
 //! receiver also closes the channel (buffered values are dropped, senders get errors).
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -36,15 +45,47 @@ pub(crate) struct Token {
     state: AtomicUsize,
     done: AtomicBool,
     unparker: Unparker,
+    /// Identity of the coroutine/thread `unparker` wakes (see [`whoami`]).
+    who: usize,
+}
+
+thread_local! {
+    static THREAD_ID_WORD: u8 = const { 0 };
+}
+
+/// A word identifying the caller: its task's address inside a coroutine, else the address
+/// of a thread-local (odd-free addresses of distinct live objects never collide; a task and
+/// a thread-local are different objects). Cheap, unlike building an [`Unparker`].
+fn whoami() -> usize {
+    match crate::sched::worker::current_task() {
+        Some(t) => t as *const _ as usize,
+        None => THREAD_ID_WORD.with(|b| b as *const u8 as usize),
+    }
 }
 
 impl Token {
-    pub(crate) fn new() -> Arc<Token> {
-        Arc::new(Token {
+    fn fresh() -> Token {
+        Token {
             state: AtomicUsize::new(WAITING),
             done: AtomicBool::new(false),
             unparker: unparker(),
-        })
+            who: whoami(),
+        }
+    }
+
+    pub(crate) fn new() -> Arc<Token> {
+        Arc::new(Token::fresh())
+    }
+
+    /// Re-arms a recycled token for the caller (exclusive access: no atomics needed).
+    fn reset(&mut self) {
+        *self.state.get_mut() = WAITING;
+        *self.done.get_mut() = false;
+        let who = whoami();
+        if self.who != who {
+            self.unparker = unparker();
+            self.who = who;
+        }
     }
 
     fn is_waiting(&self) -> bool {
@@ -108,22 +149,72 @@ impl Token {
 }
 
 /// One queued send or receive. `slot` holds the value to send (sender) or the value
-/// received (receiver); only the token's winner and, after `done`, the owner touch it.
+/// received (receiver). Access is exclusive by protocol, so it needs no lock:
+/// 1. the owner fills it before publishing the record (under the channel lock);
+/// 2. the peer that wins the token's CAS ([`Waiter::claim`]) moves a value in or out, then
+///    sets `done` (Release) — no one else touches the slot meanwhile: other peers lose the
+///    CAS and the owner waits for `done` (or its own abort CAS fails);
+/// 3. the owner reads it once the token is settled ([`Waiter::take`]: `done` seen with
+///    Acquire, or the token aborted so no winner exists).
 pub(crate) struct Waiter<T> {
-    pub(crate) tok: Arc<Token>,
+    /// The token of a plain send/recv.
+    own: Token,
+    /// The shared token of a `select!`; when set, `own` is unused.
+    shared: Option<Arc<Token>>,
     arm: usize,
-    slot: Mutex<Option<T>>,
+    slot: UnsafeCell<Option<T>>,
+}
+
+// SAFETY: the only non-`Sync` field is `slot`, whose accesses from different threads never
+// overlap (the protocol above) and are ordered by the channel lock or by `done`'s
+// Release/Acquire pair; values of `T` cross threads through it, hence `T: Send`.
+unsafe impl<T: Send> Sync for Waiter<T> {}
+
+/// Proof that the caller won a record's token: exclusive access to its slot (step 2 of the
+/// protocol on [`Waiter`]). Dropping it finishes the token (sets `done`, unparks the owner).
+struct Claim<'a, T>(&'a Waiter<T>);
+
+impl<T> Claim<'_, T> {
+    fn put(&self, v: T) {
+        // SAFETY: a `Claim` exists only for the winner of the token's CAS, before `done` is
+        // set (in `drop`): nobody else accesses the slot meanwhile (see `Waiter`).
+        unsafe { *self.0.slot.get() = Some(v) }
+    }
+
+    fn take(&self) -> Option<T> {
+        // SAFETY: as in `put`.
+        unsafe { (*self.0.slot.get()).take() }
+    }
+}
+
+impl<T> Drop for Claim<'_, T> {
+    fn drop(&mut self) {
+        self.0.tok().finish();
+    }
 }
 
 impl<T> Waiter<T> {
-    pub(crate) fn take(&self) -> Option<T> {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+    /// The token this record is selected through.
+    pub(crate) fn tok(&self) -> &Token {
+        self.shared.as_deref().unwrap_or(&self.own)
     }
-    fn put(&self, v: T) {
-        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(v);
+
+    /// Selects this record's token for its arm; `None` if it was already settled.
+    fn claim(&self) -> Option<Claim<'_, T>> {
+        self.tok().try_select(self.arm).then_some(Claim(self))
+    }
+
+    /// The owner takes the slot's value once the token is settled (step 3 on [`Waiter`]).
+    pub(crate) fn take(&self) -> Option<T> {
+        let t = self.tok();
+        // Acquire: pairs with the Release store of `done` in `Token::finish`, so the winner's
+        // slot write happened before our read.
+        let settled = t.done.load(Ordering::Acquire) || t.state.load(Ordering::SeqCst) == ABORTED;
+        assert!(settled, "chan: waiter slot read before its token settled");
+        // SAFETY: the token is settled: either its winner finished (`done`, after which it
+        // never touches the slot) or it was aborted (no winner exists). Other records of a
+        // `select!` token are never touched by the winner. So access is exclusive.
+        unsafe { (*self.slot.get()).take() }
     }
 }
 
@@ -144,19 +235,57 @@ pub(crate) struct State<T> {
     closed: bool,
     recvq: VecDeque<Arc<Waiter<T>>>,
     sendq: VecDeque<Arc<Waiter<T>>>,
+    /// Records popped from the queues, for reuse (see the module docs).
+    free: Vec<Arc<Waiter<T>>>,
 }
 
+/// Most records a channel keeps for reuse (bounds memory after a burst of blocked peers).
+const FREE_MAX: usize = 128;
+
 impl<T> State<T> {
+    /// A waiter record for the caller: a recycled one whose previous owner is gone, or new.
+    fn waiter(&mut self, shared: Option<&Arc<Token>>, arm: usize, v: Option<T>) -> Arc<Waiter<T>> {
+        while let Some(mut w) = self.free.pop() {
+            // Unique: the previous owner dropped its handle, so nobody else can see it.
+            if let Some(m) = Arc::get_mut(&mut w) {
+                if shared.is_none() {
+                    m.own.reset();
+                }
+                m.shared = shared.cloned();
+                m.arm = arm;
+                *m.slot.get_mut() = v;
+                return w;
+            }
+            // Still held by its owner (just woken, not yet returned): let the owner free it.
+        }
+        Arc::new(Waiter {
+            own: Token::fresh(),
+            shared: shared.cloned(),
+            arm,
+            slot: UnsafeCell::new(v),
+        })
+    }
+
+    /// Keeps a record popped from a queue for reuse.
+    fn recycle(&mut self, w: Arc<Waiter<T>>) {
+        if self.free.len() < FREE_MAX {
+            self.free.push(w);
+        }
+    }
+
     fn try_send(&mut self, v: T, cap: usize) -> TrySend<T> {
         if self.closed {
             return TrySend::Closed(v);
         }
         while let Some(w) = self.recvq.pop_front() {
-            if w.tok.try_select(w.arm) {
-                w.put(v);
-                w.tok.finish();
-                return TrySend::Sent;
-            }
+            let Some(c) = w.claim() else {
+                self.recycle(w);
+                continue;
+            };
+            c.put(v);
+            drop(c);
+            self.recycle(w);
+            return TrySend::Sent;
         }
         if self.buf.len() < cap {
             self.buf.push_back(v);
@@ -169,23 +298,27 @@ impl<T> State<T> {
         if let Some(v) = self.buf.pop_front() {
             // A slot freed up: move the oldest blocked sender's value in (keeps FIFO order).
             while let Some(w) = self.sendq.pop_front() {
-                if w.tok.try_select(w.arm) {
-                    if let Some(x) = w.take() {
-                        self.buf.push_back(x);
+                let won = match w.claim() {
+                    Some(c) => {
+                        if let Some(x) = c.take() {
+                            self.buf.push_back(x);
+                        }
+                        true
                     }
-                    w.tok.finish();
+                    None => false,
+                };
+                self.recycle(w);
+                if won {
                     break;
                 }
             }
             return TryRecv::Value(v);
         }
         while let Some(w) = self.sendq.pop_front() {
-            if w.tok.try_select(w.arm) {
-                let x = w.take();
-                w.tok.finish();
-                if let Some(x) = x {
-                    return TryRecv::Value(x);
-                }
+            let x = w.claim().and_then(|c| c.take());
+            self.recycle(w);
+            if let Some(x) = x {
+                return TryRecv::Value(x);
             }
         }
         if self.closed {
@@ -197,7 +330,7 @@ impl<T> State<T> {
 
     fn peer_waiting(q: &VecDeque<Arc<Waiter<T>>>, me: &Arc<Token>) -> bool {
         q.iter()
-            .any(|w| !Arc::ptr_eq(&w.tok, me) && w.tok.is_waiting())
+            .any(|w| !w.shared.as_ref().is_some_and(|t| Arc::ptr_eq(t, me)) && w.tok().is_waiting())
     }
 }
 
@@ -217,6 +350,7 @@ impl<T> Chan<T> {
                 closed: false,
                 recvq: VecDeque::new(),
                 sendq: VecDeque::new(),
+                free: Vec::new(),
             }),
             cap,
             senders: AtomicUsize::new(1),
@@ -259,14 +393,10 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TrySend::Full(v);
         }
-        let w = Arc::new(Waiter {
-            tok: Token::new(),
-            arm: 0,
-            slot: Mutex::new(Some(v)),
-        });
+        let w = st.waiter(None, 0, Some(v));
         st.sendq.push_back(w.clone());
         drop(st);
-        if !w.tok.wait(deadline) {
+        if !w.own.wait(deadline) {
             self.lock().sendq.retain(|x| !Arc::ptr_eq(x, &w));
             return match w.take() {
                 Some(v) => TrySend::Full(v),
@@ -289,14 +419,10 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TryRecv::Empty;
         }
-        let w = Arc::new(Waiter {
-            tok: Token::new(),
-            arm: 0,
-            slot: Mutex::new(None),
-        });
+        let w = st.waiter(None, 0, None);
         st.recvq.push_back(w.clone());
         drop(st);
-        if !w.tok.wait(deadline) {
+        if !w.own.wait(deadline) {
             self.lock().recvq.retain(|x| !Arc::ptr_eq(x, &w));
             return TryRecv::Empty;
         }
@@ -313,15 +439,9 @@ impl<T> Chan<T> {
             return false;
         }
         st.closed = true;
-        for w in std::mem::take(&mut st.recvq) {
-            if w.tok.try_select(w.arm) {
-                w.tok.finish();
-            }
-        }
-        for w in std::mem::take(&mut st.sendq) {
-            if w.tok.try_select(w.arm) {
-                w.tok.finish();
-            }
+        let q = std::mem::take(&mut st.recvq).into_iter();
+        for w in q.chain(std::mem::take(&mut st.sendq)) {
+            drop(w.claim());
         }
         true
     }
@@ -339,11 +459,7 @@ impl<T> Chan<T> {
         if !st.buf.is_empty() || st.closed || State::peer_waiting(&st.sendq, tok) {
             return Err(());
         }
-        let w = Arc::new(Waiter {
-            tok: tok.clone(),
-            arm,
-            slot: Mutex::new(None),
-        });
+        let w = st.waiter(Some(tok), arm, None);
         st.recvq.push_back(w.clone());
         Ok(w)
     }
@@ -359,11 +475,7 @@ impl<T> Chan<T> {
         if st.closed || st.buf.len() < self.cap || State::peer_waiting(&st.recvq, tok) {
             return Err(v);
         }
-        let w = Arc::new(Waiter {
-            tok: tok.clone(),
-            arm,
-            slot: Mutex::new(Some(v)),
-        });
+        let w = st.waiter(Some(tok), arm, Some(v));
         st.sendq.push_back(w.clone());
         Ok(w)
     }

@@ -257,28 +257,47 @@ impl Task {
 
     /// Parks the running task (which must be `self`) until unparked; may return spuriously.
     pub(crate) fn park(&self, why: WaitReason) {
-        // Acquire: pairs with the unparker's AcqRel CAS that set NOTIFIED.
-        let cur = self.state.load(Ordering::Acquire);
-        if cur & NOTIFIED != 0 {
-            // Unparkers never change a state that has NOTIFIED set while RUNNING, so a plain
-            // store cannot lose an update.
-            self.state.store(RUNNING, Ordering::Release);
-            return;
-        }
-        match self
-            .state
-            .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => {
-                self.wait.store(why as u8, Ordering::Relaxed);
-                self.rt.stats_parked(1);
-                self.suspend(Suspend::Park);
-                self.rt.stats_parked(-1);
-                self.wait.store(WaitReason::Other as u8, Ordering::Relaxed);
+        // Every transition here is a read-modify-write, never a plain store: the caller checks
+        // its wait condition right after `park` returns, and an unparker publishes the
+        // condition right before its RMW on `state`. RMWs read the latest value in the
+        // modification order of `state`, so either the unparker's RMW comes after ours (it sees
+        // RUNNING or PARKED and leaves a token or wakes us), or ours comes after its RMW and,
+        // acquiring it, we see the condition it published. A plain store here would let the
+        // two threads read stale values past each other (store buffering), losing the wake-up.
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if cur & NOTIFIED != 0 {
+                // Consume the token. AcqRel: pairs with the unparker's AcqRel RMW.
+                match self
+                    .state
+                    .compare_exchange(cur, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return,
+                    Err(s) => {
+                        cur = s;
+                        continue;
+                    }
+                }
             }
-            Err(s) if s == RUNNING | NOTIFIED => self.state.store(RUNNING, Ordering::Release),
-            Err(s) => overflow::throw(&format!("Task::park: bad state {s:#x}")),
+            if cur != RUNNING {
+                overflow::throw(&format!("Task::park: bad state {cur:#x}"));
+            }
+            // AcqRel: pairs with the unparker's RMW (see above).
+            match self
+                .state
+                .compare_exchange(RUNNING, PARKED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(s) => cur = s,
+            }
         }
+        self.wait.store(why as u8, Ordering::Relaxed);
+        // We run on our owner worker, the only writer of its counters.
+        let c = &self.rt.workers[self.owner.load(Ordering::Relaxed)].counters;
+        bump(&c.parked);
+        self.suspend(Suspend::Park);
+        bump(&c.unparked);
+        self.wait.store(WaitReason::Other as u8, Ordering::Relaxed);
     }
 
     /// Wakes the task: makes a parked task runnable on its owner worker, or leaves a
@@ -289,11 +308,13 @@ impl Task {
             let (new, wake) = match cur & PHASE {
                 DONE => return,
                 PARKED => (RUNNABLE, true),
-                _ if cur & NOTIFIED != 0 => return,
+                // Even when NOTIFIED looks set, confirm with an RMW (`cur -> cur`): the plain
+                // load may be stale, the token already consumed by a `park` whose condition
+                // check did not yet see what our caller published (see `park`).
                 _ => (cur | NOTIFIED, false),
             };
             // AcqRel: Release publishes what the waker wrote before waking (a channel value,
-            // readiness) to the task, which reads the state with Acquire in `park`/`resume`.
+            // readiness) to the task, which acquires it in `park`/`resume`.
             match self
                 .state
                 .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
@@ -308,6 +329,11 @@ impl Task {
             }
         }
     }
+}
+
+/// Increments a counter that only the calling worker writes (no locked RMW needed).
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 impl Drop for Task {

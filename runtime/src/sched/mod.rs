@@ -143,15 +143,6 @@ impl Shared {
         }
     }
 
-    pub(crate) fn stats_parked(&self, delta: i32) {
-        let c = self.counters();
-        if delta > 0 {
-            c.parked.fetch_add(1, Ordering::Relaxed);
-        } else {
-            c.unparked.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Makes an unparked (started, hence pinned) task runnable on its owner worker.
     pub(crate) fn ready(&'static self, task: Arc<Task>) {
         // Acquire: pairs with the owner's Release store in `worker::run_task` before the first

@@ -763,9 +763,29 @@ def write_doc(path: Path, svg_name: str, args, info, cfg, echo, idle, micro, ser
       "(ping-pong) and `mpsc::channel(1024)` (fan-in); may has only unbounded channels (`may::sync::mpsc`). "
       "Mutex: Go `sync.Mutex`, tokio `tokio::sync::Mutex`, may `may::sync::Mutex`.\n")
 
+    extra = info.get("gort_extra", {})
+    if extra:
+        a("## gort-only measurements\n")
+        a("No peer runs these in this harness; the targets are issue 2's.\n")
+        a("| measurement | median | runs | target |\n|---|---|---|---|")
+        ys = [r["ns_per_op"] for r in extra.get("yield_pingpong", []) if "ns_per_op" in r]
+        a(f"| yield round trip, two coroutines on one worker (`bench_micro yield_pingpong`) | "
+          f"{fmt(med(ys), 1)} ns | {', '.join(fmt(y, 1) for y in ys)} | ≤ 50 ns |")
+        cs = [r["cpu_percent"] for r in extra.get("idle_cpu", []) if "cpu_percent" in r]
+        a(f"| idle runtime CPU (`bench_micro idle_cpu`) | {fmt(med(cs), 3)} % of a core | "
+          f"{', '.join(fmt(c, 3) for c in cs)} | ≈ 0 |")
+        a("")
+
+    notes = ROOT / "docs" / "benchmarks-analysis.md"
+    if notes.exists():
+        a("## Analysis\n")
+        a(f"Hand-written, kept in `{notes.relative_to(ROOT)}` and included on every run; the numbers it "
+          "quotes come from the run it was written after, the tables above from this run.\n")
+        a(notes.read_text().strip() + "\n")
+
     a("## Targets\n")
-    a("Targets proposed by the harness (edit `targets()` in `benches/run.py`). *n/a* means a needed row is missing "
-      "(e.g. gort's benchmark programs do not build yet).\n")
+    a("The targets of issues 2–5 (see `targets()` in `benches/run.py`), judged on the medians of this run. "
+      "*n/a* means a needed row is missing.\n")
     a("| target | status | detail |\n|---|---|---|")
     for name, status, detail in targets(echo, idle, micro):
         st = {"met": "✅ met", "NOT met": "❌ not met"}.get(status, "n/a")
@@ -860,6 +880,18 @@ def main() -> None:
                     key, unit, _ = MICRO_METRIC[sub]
                     shown = f"{r[key]} {unit}" if key in r else f"ERROR {r.get('error', 'no ' + key)}"
                     log(f"micro rep {rep + 1} {p:5s} {sub} {n}: {shown}")
+
+    # gort-only measurements (issue 2): yield round trip and idle CPU have no peer equivalent here.
+    if not args.skip_micro and "gort" in micro_peers:
+        extra = {}
+        for rep in range(cfg["micro_reps"]):
+            r = micro_once("gort", "yield_pingpong", 1_000_000 if q else 10_000_000, timeout=120)
+            extra.setdefault("yield_pingpong", []).append(r)
+            log(f"gort-only rep {rep + 1} yield_pingpong: {r.get('ns_per_op', r.get('error'))} ns/round trip")
+        r = micro_once("gort", "idle_cpu", 2 if q else 5, timeout=60)
+        extra.setdefault("idle_cpu", []).append(r)
+        log(f"gort-only idle_cpu: {r.get('cpu_percent', r.get('error'))} % of one core")
+        info["gort_extra"] = extra
 
     info["loadavg_end"] = loadavg()
     raw = {"config": cfg, "machine": info, "skipped": SKIPPED, "quick": q,

@@ -84,6 +84,14 @@ impl Sock {
         with_ref(self.raw(), f)
     }
 
+    /// Runs a deadline setter unless the socket is closed (Go's `SetDeadline` returns
+    /// `ErrClosed` on a closed connection).
+    pub(crate) fn deadline(&self, f: impl FnOnce(&Fd)) -> io::Result<()> {
+        let _g = self.fd.incref()?;
+        f(&self.fd);
+        Ok(())
+    }
+
     pub(crate) fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         self.rto.store(dur_ns(d)?, Ordering::Relaxed);
         if d.is_none() {
@@ -282,3 +290,29 @@ impl Sock {
         Sock::new(s)
     }
 }
+
+/// Go's three deadline setters for a connection type that has a `sock: Sock` field; `$err`
+/// turns a raw error into the type's `OpError` (`|conn, e| ...`).
+macro_rules! deadline_methods {
+    ($err:expr) => {
+        /// Sets read and write deadlines (`None` clears; a past deadline fails waits at once).
+        pub fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+            self.sock
+                .deadline(|fd| fd.set_deadline(d))
+                .map_err(|e| ($err)(self, e))
+        }
+        /// Sets the read deadline.
+        pub fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+            self.sock
+                .deadline(|fd| fd.set_read_deadline(d))
+                .map_err(|e| ($err)(self, e))
+        }
+        /// Sets the write deadline.
+        pub fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
+            self.sock
+                .deadline(|fd| fd.set_write_deadline(d))
+                .map_err(|e| ($err)(self, e))
+        }
+    };
+}
+pub(crate) use deadline_methods;

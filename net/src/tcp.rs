@@ -215,24 +215,7 @@ impl TcpStream {
         self.sock.fd.close().map_err(|e| self.err("close", e))
     }
 
-    /// Sets read and write deadlines (`None` clears; a past deadline fails waits at once).
-    pub fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
-        self.sock.fd.set_deadline(d);
-        Ok(())
-    }
-    /// Sets the read deadline.
-    pub fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
-        self.sock.fd.set_read_deadline(d);
-        Ok(())
-    }
-    /// Sets the write deadline.
-    pub fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
-        self.sock.fd.set_write_deadline(d);
-        Ok(())
-    }
+    crate::sock::deadline_methods!(|c: &Self, e| c.err("set", e));
 
     /// std-style per-read timeout (each read gets a fresh deadline); zero is an error.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {

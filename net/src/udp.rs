@@ -150,33 +150,7 @@ impl UdpSocket {
     pub fn close(&self) -> io::Result<()> {
         self.sock.fd.close().map_err(|e| self.err("close", None, e))
     }
-    /// Both deadlines.
-    pub fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock
-            .fd
-            .incref()
-            .map_err(|e| self.err("set", None, e))?;
-        self.sock.fd.set_deadline(d);
-        Ok(())
-    }
-    /// Read deadline.
-    pub fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock
-            .fd
-            .incref()
-            .map_err(|e| self.err("set", None, e))?;
-        self.sock.fd.set_read_deadline(d);
-        Ok(())
-    }
-    /// Write deadline.
-    pub fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock
-            .fd
-            .incref()
-            .map_err(|e| self.err("set", None, e))?;
-        self.sock.fd.set_write_deadline(d);
-        Ok(())
-    }
+    crate::sock::deadline_methods!(|c: &Self, e| c.err("set", None, e));
     /// std-style per-receive timeout.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         self.sock.set_read_timeout(d)

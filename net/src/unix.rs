@@ -222,24 +222,7 @@ impl UnixStream {
     pub fn close(&self) -> io::Result<()> {
         self.sock.fd.close().map_err(|e| self.err("close", e))
     }
-    /// Both deadlines.
-    pub fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
-        self.sock.fd.set_deadline(d);
-        Ok(())
-    }
-    /// Read deadline.
-    pub fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
-        self.sock.fd.set_read_deadline(d);
-        Ok(())
-    }
-    /// Write deadline.
-    pub fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock.fd.incref().map_err(|e| self.err("set", e))?;
-        self.sock.fd.set_write_deadline(d);
-        Ok(())
-    }
+    crate::sock::deadline_methods!(|c: &Self, e| c.err("set", e));
     /// A second handle on a `dup`.
     pub fn try_clone(&self) -> io::Result<UnixStream> {
         let sock = self.sock.try_clone().map_err(|e| self.err("dup", e))?;
@@ -378,33 +361,7 @@ impl UnixDatagram {
     pub fn close(&self) -> io::Result<()> {
         self.sock.fd.close().map_err(|e| self.err("close", None, e))
     }
-    /// Both deadlines.
-    pub fn set_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock
-            .fd
-            .incref()
-            .map_err(|e| self.err("set", None, e))?;
-        self.sock.fd.set_deadline(d);
-        Ok(())
-    }
-    /// Read deadline.
-    pub fn set_read_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock
-            .fd
-            .incref()
-            .map_err(|e| self.err("set", None, e))?;
-        self.sock.fd.set_read_deadline(d);
-        Ok(())
-    }
-    /// Write deadline.
-    pub fn set_write_deadline(&self, d: Option<Instant>) -> io::Result<()> {
-        self.sock
-            .fd
-            .incref()
-            .map_err(|e| self.err("set", None, e))?;
-        self.sock.fd.set_write_deadline(d);
-        Ok(())
-    }
+    crate::sock::deadline_methods!(|c: &Self, e| c.err("set", None, e));
     pub(crate) fn peer_addr_opt(&self) -> Addr {
         self.sock
             .peer()

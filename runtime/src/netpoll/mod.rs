@@ -1,0 +1,355 @@
+//! The netpoller (Go's `netpoll.go` + `netpoll_epoll.go`).
+//!
+//! One epoll instance per runtime, edge-triggered, one registration per fd for
+//! `IN|OUT|RDHUP`. Each registered fd has a [`PollDesc`] with a read and a write waiter slot.
+//! A slot holds `NIL`, `READY` (readiness arrived with nobody waiting), or an [`Unparker`]
+//! word (a coroutine or thread waiting). The protocol (Go's `pdReady`/`pdWait`/g states, with
+//! `pdWait` made unnecessary by park's token):
+//! - waiter: `READY -> NIL` consumes readiness; else `NIL -> me`, re-check close/deadline, park;
+//!   after waking, whoever swapped `me` out owns the wake-up.
+//! - notifier (epoll event, deadline, close): swaps the slot to `READY` (I/O) or `NIL`
+//!   (error), and unparks a waiter it found.
+//!
+//! `PollDesc`s live in a process-wide slab that is never freed, so a stale epoll event can
+//! always be looked up safely; the epoll data word carries `index << 32 | generation`, and
+//! the generation changes whenever a descriptor is closed, so events for a closed and reused fd
+//! are dropped. An eventfd registered in the same epoll wakes a worker blocked in
+//! `epoll_wait` when work arrives for it or a timer is added earlier than its timeout.
+//!
+//! Files: this one holds the error values, the `PollDesc` slab and its slot protocol;
+//! `poller.rs` the epoll instance; `registration.rs` the public API; `tests.rs` the model tests.
+//!
+//! Differences from Go: Go's poller is global; here each runtime has one. Deadlines use
+//! cancellable runtime timers, as Go's do.
+use std::io;
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use crate::overflow::throw;
+use crate::park::{self, Unparker};
+use crate::task::WaitReason;
+use crate::timer::{self, nanotime, TimerAction, TimerHandle};
+
+pub(super) const NIL: usize = 0;
+pub(super) const READY: usize = 4;
+pub(super) const WAKE_TAG: u64 = u64::MAX;
+
+const CHUNK: usize = 256;
+const MAX_CHUNKS: usize = 8192;
+
+pub(super) fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// The error of an operation on a descriptor closed while (or before) it waited. Matches Go's
+/// `net.ErrClosed`; use [`is_closed_error`] to test for it.
+#[derive(Debug)]
+pub struct ClosedError;
+
+impl std::fmt::Display for ClosedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("use of closed network connection")
+    }
+}
+impl std::error::Error for ClosedError {}
+
+/// A fresh "use of closed network connection" error (kind `NotConnected`).
+pub fn closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, ClosedError)
+}
+
+/// True for errors made by [`closed_error`].
+pub fn is_closed_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|x| x.is::<ClosedError>())
+}
+
+/// The error of an operation whose deadline passed (Go's `os.ErrDeadlineExceeded`,
+/// "i/o timeout"), kind `TimedOut`.
+pub fn timeout_error() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "i/o timeout")
+}
+
+pub(crate) struct PollDesc {
+    pub(super) index: u32,
+    pub(super) gen: AtomicU32,
+    pub(super) rg: AtomicUsize,
+    pub(super) wg: AtomicUsize,
+    pub(super) closing: AtomicBool,
+    /// Deadlines: 0 none, -1 expired, > 0 nanotime.
+    pub(super) rd: AtomicI64,
+    pub(super) wd: AtomicI64,
+    pub(super) rseq: AtomicU64,
+    pub(super) wseq: AtomicU64,
+    pub(super) rtimer: Mutex<Option<TimerHandle>>,
+    pub(super) wtimer: Mutex<Option<TimerHandle>>,
+}
+
+pub(super) struct Slab {
+    chunks: Box<[AtomicPtr<PollDesc>]>,
+    nchunks: AtomicUsize,
+    free: Mutex<Vec<u32>>,
+}
+
+pub(super) fn slab() -> &'static Slab {
+    static SLAB: OnceLock<Slab> = OnceLock::new();
+    SLAB.get_or_init(|| Slab {
+        chunks: (0..MAX_CHUNKS)
+            .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+            .collect(),
+        nchunks: AtomicUsize::new(0),
+        free: Mutex::new(Vec::new()),
+    })
+}
+
+impl Slab {
+    pub(super) fn get(&self, index: u32) -> Option<&'static PollDesc> {
+        let (c, i) = (index as usize / CHUNK, index as usize % CHUNK);
+        // Acquire: pairs with the Release store that published the chunk in `alloc`.
+        let p = self.chunks.get(c)?.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: chunks are leaked `[PollDesc; CHUNK]` arrays that are never freed, and
+        // `i < CHUNK`.
+        Some(unsafe { &*p.add(i) })
+    }
+
+    pub(super) fn alloc(&self) -> io::Result<&'static PollDesc> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.is_empty() {
+            let c = self.nchunks.load(Ordering::Relaxed);
+            if c >= MAX_CHUNKS {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "gort: too many registered descriptors",
+                ));
+            }
+            let chunk: Box<[PollDesc]> = (0..CHUNK)
+                .map(|i| PollDesc::new((c * CHUNK + i) as u32))
+                .collect();
+            let p = Box::leak(chunk).as_mut_ptr();
+            self.chunks[c].store(p, Ordering::Release);
+            self.nchunks.store(c + 1, Ordering::Relaxed);
+            free.extend(((c * CHUNK) as u32..((c + 1) * CHUNK) as u32).rev());
+        }
+        let idx = free
+            .pop()
+            .unwrap_or_else(|| throw("Slab::alloc: empty free list"));
+        drop(free);
+        self.get(idx)
+            .ok_or_else(|| io::Error::other("gort: bad poll descriptor index"))
+    }
+
+    pub(super) fn release(&self, pd: &'static PollDesc) {
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pd.index);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    Read,
+    Write,
+}
+
+impl PollDesc {
+    fn new(index: u32) -> PollDesc {
+        PollDesc {
+            index,
+            gen: AtomicU32::new(0),
+            rg: AtomicUsize::new(NIL),
+            wg: AtomicUsize::new(NIL),
+            closing: AtomicBool::new(false),
+            rd: AtomicI64::new(0),
+            wd: AtomicI64::new(0),
+            rseq: AtomicU64::new(0),
+            wseq: AtomicU64::new(0),
+            rtimer: Mutex::new(None),
+            wtimer: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn slot(&self, m: Mode) -> &AtomicUsize {
+        match m {
+            Mode::Read => &self.rg,
+            Mode::Write => &self.wg,
+        }
+    }
+
+    pub(super) fn deadline(&self, m: Mode) -> &AtomicI64 {
+        match m {
+            Mode::Read => &self.rd,
+            Mode::Write => &self.wd,
+        }
+    }
+
+    pub(super) fn seq(&self, m: Mode) -> &AtomicU64 {
+        match m {
+            Mode::Read => &self.rseq,
+            Mode::Write => &self.wseq,
+        }
+    }
+
+    pub(super) fn timer(&self, m: Mode) -> &Mutex<Option<TimerHandle>> {
+        match m {
+            Mode::Read => &self.rtimer,
+            Mode::Write => &self.wtimer,
+        }
+    }
+
+    /// Go's `netpollcheckerr`.
+    pub(super) fn check_err(&self, m: Mode) -> io::Result<()> {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(closed_error());
+        }
+        if self.deadline(m).load(Ordering::SeqCst) < 0 {
+            return Err(timeout_error());
+        }
+        Ok(())
+    }
+
+    /// Go's `netpollunblock`: returns the waiter to wake, if any.
+    pub(super) fn unblock(&self, m: Mode, ioready: bool) -> Option<Unparker> {
+        let slot = self.slot(m);
+        let mut old = slot.load(Ordering::SeqCst);
+        loop {
+            if old == READY || (old == NIL && !ioready) {
+                return None;
+            }
+            let new = if ioready { READY } else { NIL };
+            // SeqCst: pairs with the waiter's CAS in `wait` and its re-check of
+            // closing/deadline after installing itself.
+            match slot.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) if old == NIL => return None,
+                // SAFETY: `old` is a waiter word installed by `wait` via `into_raw`; winning the
+                // CAS removed it from the slot, so we are its only decoder.
+                Ok(_) => return Some(unsafe { Unparker::from_raw(old) }),
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Go's `netpollblock` + `poll_runtime_pollWait`: waits until ready, closed or timed out.
+    pub(super) fn wait(&self, m: Mode) -> io::Result<()> {
+        self.check_err(m)?;
+        let slot = self.slot(m);
+        let me;
+        loop {
+            if slot
+                .compare_exchange(READY, NIL, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Ok(());
+            }
+            let raw = park::unparker().into_raw();
+            match slot.compare_exchange(NIL, raw, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    me = raw;
+                    break;
+                }
+                Err(cur) => {
+                    // SAFETY: `raw` came from `into_raw` just above and was not installed.
+                    drop(unsafe { Unparker::from_raw(raw) });
+                    if cur != READY {
+                        throw("PollDesc::wait: two waiters on one descriptor direction");
+                    }
+                }
+            }
+        }
+        let why = if m == Mode::Read {
+            WaitReason::FdRead
+        } else {
+            WaitReason::FdWrite
+        };
+        loop {
+            // Re-check after installing: a concurrent close/deadline either saw us (and will
+            // swap us out) or we see its flag here.
+            if self.check_err(m).is_err()
+                && slot
+                    .compare_exchange(me, NIL, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                // SAFETY: we removed our own word from the slot; nobody else decodes it.
+                drop(unsafe { Unparker::from_raw(me) });
+                return self.check_err(m);
+            }
+            if slot.load(Ordering::SeqCst) != me {
+                break;
+            }
+            park::park_reason(why);
+            if slot.load(Ordering::SeqCst) != me {
+                break;
+            }
+        }
+        // A notifier swapped us out (and owns/consumed our word).
+        let old = slot.swap(NIL, Ordering::SeqCst);
+        if old == READY {
+            return Ok(());
+        }
+        if old != NIL {
+            // Another waiter installed itself after us: put it back (cannot happen with one
+            // waiter per direction, which the net layer guarantees with its locks).
+            slot.store(old, Ordering::SeqCst);
+            throw("PollDesc::wait: foreign waiter in slot");
+        }
+        self.check_err(m)
+    }
+
+    pub(super) fn deadline_fired(&self, gen: u32, seq: u64, m: Mode) {
+        if self.gen.load(Ordering::SeqCst) != gen || self.seq(m).load(Ordering::SeqCst) != seq {
+            return; // stale: descriptor closed/reused or the deadline moved
+        }
+        self.deadline(m).store(-1, Ordering::SeqCst);
+        if let Some(u) = self.unblock(m, false) {
+            u.unpark();
+        }
+    }
+
+    pub(super) fn set_deadline(&'static self, gen: u32, m: Mode, d: Option<Instant>) {
+        let seq = self.seq(m).fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(old) = self
+            .timer(m)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            old.cancel();
+        }
+        match d {
+            None => self.deadline(m).store(0, Ordering::SeqCst),
+            Some(t) => {
+                let n = timer::instant_to_nanos(t);
+                if n <= nanotime() {
+                    self.deadline(m).store(-1, Ordering::SeqCst);
+                    if let Some(u) = self.unblock(m, false) {
+                        u.unpark();
+                    }
+                } else {
+                    self.deadline(m).store(n as i64, Ordering::SeqCst);
+                    let h = timer::add_timer_nanos(
+                        n,
+                        TimerAction::Call(Box::new(move || self.deadline_fired(gen, seq, m))),
+                    );
+                    *self.timer(m).lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+                }
+            }
+        }
+    }
+}
+
+mod poller;
+mod registration;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use poller::Poller;
+pub use registration::Registration;

@@ -1,0 +1,87 @@
+//! Model and race tests of the PollDesc slot protocol.
+use super::*;
+use proptest::prelude::*;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn leaked() -> &'static PollDesc {
+    Box::leak(Box::new(PollDesc::new(0)))
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Notify(bool, bool),
+    Consume(bool),
+}
+
+proptest! {
+    /// With no waiter, the slot behaves like a sticky "ready" bit per direction that a
+    /// consume clears; error notifications never invent readiness.
+    #[test]
+    fn slot_matches_model(ops in proptest::collection::vec(prop_oneof![
+        (any::<bool>(), any::<bool>()).prop_map(|(r, io)| Op::Notify(r, io)),
+        any::<bool>().prop_map(Op::Consume),
+    ], 1..200)) {
+        let pd = leaked();
+        let mut ready = [false, false];
+        for o in ops {
+            match o {
+                Op::Notify(r, io) => {
+                    let m = if r { Mode::Read } else { Mode::Write };
+                    prop_assert!(pd.unblock(m, io).is_none());
+                    if io { ready[r as usize] = true; }
+                }
+                Op::Consume(r) => {
+                    let m = if r { Mode::Read } else { Mode::Write };
+                    let got = pd.slot(m).compare_exchange(READY, NIL, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+                    prop_assert_eq!(got, ready[r as usize]);
+                    ready[r as usize] = false;
+                }
+            }
+        }
+    }
+}
+
+/// A waiting thread and a notifier race 20k times; a lost wake-up would hang the waiter.
+#[test]
+fn no_lost_wakeups_between_waiter_and_notifier() {
+    let pd = leaked();
+    let rounds = 20_000u64;
+    let count = Arc::new(AtomicU64::new(0));
+    let c2 = count.clone();
+    let waiter = std::thread::spawn(move || {
+        for _ in 0..rounds {
+            pd.wait(Mode::Read).unwrap();
+            c2.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..rounds {
+        while count.load(Ordering::SeqCst) < i {
+            assert!(
+                Instant::now() < deadline,
+                "waiter stuck at {i}: lost wake-up"
+            );
+            std::hint::spin_loop();
+        }
+        if let Some(u) = pd.unblock(Mode::Read, true) {
+            u.unpark();
+        }
+    }
+    waiter.join().unwrap();
+}
+
+/// Close wakes a parked waiter with the closed error; later waits fail at once.
+#[test]
+fn close_fails_waiters() {
+    let pd = leaked();
+    let t = std::thread::spawn(move || pd.wait(Mode::Write));
+    std::thread::sleep(Duration::from_millis(10));
+    pd.closing.store(true, Ordering::SeqCst);
+    if let Some(u) = pd.unblock(Mode::Write, false) {
+        u.unpark();
+    }
+    assert!(is_closed_error(&t.join().unwrap().unwrap_err()));
+    assert!(is_closed_error(&pd.wait(Mode::Read).unwrap_err()));
+}

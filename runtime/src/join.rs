@@ -23,10 +23,11 @@ pub(crate) struct Packet<T> {
     waiter: UnsafeCell<Option<Unparker>>,
 }
 
-// SAFETY: `result` and `waiter` are each written by one side before a Release/AcqRel state
+// `result` and `waiter` are each written by one side before a Release/AcqRel state
 // transition and read by the other side only after observing that transition with Acquire (see
-// the module comment), so they are never accessed concurrently. `T: Send` because the result
-// moves from the coroutine's thread to the joiner's.
+// the module comment).
+// SAFETY: so the two cells are never accessed concurrently; `T: Send` because the result moves
+// from the coroutine's thread to the joiner's.
 unsafe impl<T: Send> Sync for Packet<T> {}
 // SAFETY: as above; the packet only moves `T` across threads, which `T: Send` allows.
 unsafe impl<T: Send> Send for Packet<T> {}

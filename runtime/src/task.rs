@@ -123,7 +123,7 @@ pub(crate) struct Task {
     yielder: Cell<*const Yielder<(), Suspend>>,
 }
 
-// SAFETY: the only non-thread-safe fields are `body` and `yielder`. Both are accessed only by
+// The only non-thread-safe fields are `body` and `yielder`. Both are accessed only by
 // `Task::take_fresh`, `Task::install`, `Task::resume`, `Task::finish*`, `Task::suspend` and
 // `Task::set_yielder`, which the scheduler calls only on the thread of the task's owner worker,
 // and only while the worker holds the task (popped from its own queues) or while the task runs
@@ -132,6 +132,8 @@ pub(crate) struct Task {
 // only `Send` data. Once started, a task is
 // pinned (`owner` never changes), so thread-locals and `!Send` guards held across a park stay
 // on the thread that created them. `Drop` never unwinds a suspended coroutine (it leaks it).
+// SAFETY: by the rules above, only `Send` data ever crosses threads and the rest stays on the
+// owner thread.
 unsafe impl Send for Task {}
 // SAFETY: see the `Send` impl: shared access from other threads touches only atomics and
 // immutable fields.

@@ -59,10 +59,10 @@ pub(crate) fn current_task() -> Option<&'static Task> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: `current` is set only while this thread resumes that task, and the task is kept
-    // alive by the runtime's registry until it finishes, which is after its code (the only
-    // code that can observe `current` as non-null) stops running. The `'static` is a
-    // crate-internal convenience: callers use the reference only while the task runs.
+    // `current` is set only while this thread resumes that task, and the registry keeps the
+    // task alive until it finishes, after its code (the only code that can see `current` as
+    // non-null) has stopped running. The `'static` is a crate-internal convenience.
+    // SAFETY: so `p` points to a live task while any caller can hold this reference.
     Some(unsafe { &*p })
 }
 

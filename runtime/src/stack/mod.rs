@@ -138,10 +138,11 @@ impl SlabStack {
     }
 }
 
-// SAFETY: `limit` is the slot's lowest address and includes the guard page, installed
-// before the stack was handed out; `base` is `limit + page + usable` with `usable`
-// >= MIN_STACK; both are page-aligned (hence STACK_ALIGNMENT-aligned). The memory stays
-// mapped while the stack is out: regions are unmapped only when no stack is in use.
+// `limit` is the slot's lowest address and includes the guard page, installed before the
+// stack was handed out; `base` is `limit + page + usable` with `usable` >= MIN_STACK; both are
+// page-aligned (hence STACK_ALIGNMENT-aligned).
+// SAFETY: guarded, large enough, aligned, and mapped while out (regions are unmapped only
+// when no stack is in use), which is what corosensei's `Stack` requires.
 unsafe impl corosensei::stack::Stack for SlabStack {
     fn base(&self) -> corosensei::stack::StackPointer {
         NonZeroUsize::new(self.slot_base + page_size() + self.usable).expect("nonzero")

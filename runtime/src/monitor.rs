@@ -8,7 +8,8 @@
 //!   workers busy in long coroutines), as sysmon does;
 //! - trims the stack pool once a second (Go's scavenger): surplus freed stacks give their
 //!   pages back to the OS;
-//! - prints the goroutine dump and exits with status 2 on SIGQUIT when enabled, like Go.
+//! - prints the goroutine dump of every runtime in the process and exits with status 2 on
+//!   SIGQUIT when enabled, like Go.
 //!
 //! It checks every half threshold while workers run, and every 50 ms when all are idle, so an
 //! idle runtime costs ~20 wake-ups a second.
@@ -69,8 +70,19 @@ fn monitor_main(rt: &'static Shared) {
             busy_tick
         });
         if SIGQUIT.swap(false, Ordering::SeqCst) {
-            let mut err = io::stderr().lock();
-            let _ = writeln!(err, "SIGQUIT: quit\n\n{}", dump(rt));
+            // One monitor wins the flag and dumps every runtime of the process.
+            let all = crate::sched::ALL
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let mut out = String::from("SIGQUIT: quit\n\n");
+            for (i, r) in all.iter().enumerate() {
+                if all.len() > 1 {
+                    let _ = writeln!(out, "runtime {i} ({} workers):\n", r.nworkers());
+                }
+                out.push_str(&dump(r));
+            }
+            let _ = io::stderr().lock().write_all(out.as_bytes());
             std::process::exit(2);
         }
         let now = nanotime();

@@ -1,19 +1,27 @@
 //! The set of live tasks (Go's `allgs`), for the goroutine dump and the watchdog.
 //!
-//! Sharded by worker (plus one shard for plain threads) so that spawn and exit on different
-//! workers do not contend. A task holds its slot (`shard << 32 | index`) in `Task::reg_slot`.
-//! The registry's `Arc` also keeps a parked task alive while nothing else references it
-//! (a coroutine blocked forever leaks, as a goroutine does in Go).
-use std::sync::atomic::Ordering;
+//! Sharded by worker, plus one shard for spawns from plain threads. A spawn appends its task to
+//! the shard of the spawning worker, so that shard's lock is taken by its own worker (and by a
+//! dump or the watchdog, rarely): uncontended. A finishing task does not touch the registry at
+//! all (it may finish on another worker, whose lock traffic on the spawner's shard used to cost
+//! ~200 ns per spawn with two workers). Instead each shard drops its finished tasks when it has
+//! grown to twice the size it had after the last sweep (amortized O(1) per spawn), so finished
+//! tasks linger as small headers (their stacks are already freed) until the next sweep.
+//! Readers filter out finished tasks.
+//!
+//! The registry's `Arc` also keeps a parked task alive while nothing else references it (a
+//! coroutine blocked forever leaks, as a goroutine does in Go).
 use std::sync::{Arc, Mutex};
 
-use crate::task::Task;
+use crate::task::{Task, DONE};
 
-#[derive(Default)]
 struct Shard {
-    slots: Vec<Option<Arc<Task>>>,
-    free: Vec<u32>,
+    tasks: Vec<Arc<Task>>,
+    /// Sweep when `tasks.len()` reaches this.
+    sweep_at: usize,
 }
+
+const MIN_SWEEP: usize = 1024;
 
 pub(crate) struct Registry {
     shards: Box<[Mutex<Shard>]>,
@@ -22,48 +30,33 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn new(n: usize) -> Registry {
         Registry {
-            shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..n)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        tasks: Vec::new(),
+                        sweep_at: MIN_SWEEP,
+                    })
+                })
+                .collect(),
         }
     }
 
     pub(crate) fn insert(&self, shard: usize, task: &Arc<Task>) {
         let s_idx = shard.min(self.shards.len() - 1);
         let mut s = self.shards[s_idx].lock().unwrap_or_else(|e| e.into_inner());
-        let i = match s.free.pop() {
-            Some(i) => {
-                s.slots[i as usize] = Some(task.clone());
-                i
-            }
-            None => {
-                s.slots.push(Some(task.clone()));
-                (s.slots.len() - 1) as u32
-            }
-        };
-        task.reg_slot
-            .store((s_idx << 32) | i as usize, Ordering::Relaxed);
-    }
-
-    pub(crate) fn remove(&self, task: &Task) {
-        let v = task.reg_slot.swap(usize::MAX, Ordering::Relaxed);
-        if v == usize::MAX {
-            return;
+        if s.tasks.len() >= s.sweep_at {
+            s.tasks.retain(|t| t.phase() != DONE);
+            s.sweep_at = (s.tasks.len() * 2).max(MIN_SWEEP);
         }
-        let (s_idx, i) = (v >> 32, (v & 0xffff_ffff) as u32);
-        let old = {
-            let mut s = self.shards[s_idx].lock().unwrap_or_else(|e| e.into_inner());
-            let old = s.slots[i as usize].take();
-            s.free.push(i);
-            old
-        };
-        drop(old);
+        s.tasks.push(task.clone());
     }
 
-    /// A snapshot of every live task.
+    /// A snapshot of every live (not finished) task.
     pub(crate) fn snapshot(&self) -> Vec<Arc<Task>> {
         let mut out = Vec::new();
         for s in self.shards.iter() {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(s.slots.iter().flatten().cloned());
+            out.extend(s.tasks.iter().filter(|t| t.phase() != DONE).cloned());
         }
         out
     }
@@ -71,10 +64,34 @@ impl Registry {
     pub(crate) fn find(&self, id: u64) -> Option<Arc<Task>> {
         for s in self.shards.iter() {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(t) = s.slots.iter().flatten().find(|t| t.ident.id == id) {
+            if let Some(t) = s
+                .tasks
+                .iter()
+                .find(|t| t.ident.id == id && t.phase() != DONE)
+            {
                 return Some(t.clone());
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finished_tasks_are_swept_and_never_listed() {
+        let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
+        rt.run(|| {
+            for _ in 0..5000 {
+                crate::spawn(|| {}).join().unwrap();
+            }
+        });
+        // Only live tasks are listed (the shard was swept along the way). `main` completes its
+        // join before its coroutine returns, so allow it a moment to finish.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !rt.dump().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(rt.dump().is_empty(), "{}", rt.dump());
     }
 }

@@ -115,8 +115,6 @@ pub(crate) struct Task {
     /// Owning worker; written once by the first worker to run the task (before the resume
     /// that makes it observable as `RUNNING`), read by unparkers after they observed `PARKED`.
     pub(crate) owner: AtomicUsize,
-    /// Registry slot (shard << 32 | index), for the goroutine dump.
-    pub(crate) reg_slot: AtomicUsize,
     /// Owner-thread-only once started (see the `Send` impl).
     body: UnsafeCell<Body>,
     /// Owner-thread-only: the coroutine's yielder, set when it first runs.
@@ -155,7 +153,6 @@ impl Task {
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),
             owner: AtomicUsize::new(NO_OWNER),
-            reg_slot: AtomicUsize::new(usize::MAX),
             body: UnsafeCell::new(Body::Fresh(start, stack)),
             yielder: Cell::new(std::ptr::null()),
         })

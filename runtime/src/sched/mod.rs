@@ -128,7 +128,9 @@ impl Shared {
             outside: Counters::default(),
             cfg,
         };
-        Ok(Box::leak(Box::new(shared)))
+        let shared: &'static Shared = Box::leak(Box::new(shared));
+        ALL.lock().unwrap_or_else(|e| e.into_inner()).push(shared);
+        Ok(shared)
     }
 
     pub(crate) fn nworkers(&self) -> usize {
@@ -269,6 +271,9 @@ impl Shared {
         self.poller.wake();
     }
 }
+
+/// Every runtime of the process (for the SIGQUIT dump, which covers them all).
+pub(crate) static ALL: Mutex<Vec<&'static Shared>> = Mutex::new(Vec::new());
 
 /// The default runtime, started on first use.
 static DEFAULT: OnceLock<&'static Shared> = OnceLock::new();

@@ -172,7 +172,6 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
                 eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
                 start(Some(e));
                 task.finish_unstarted();
-                c.rt.registry.remove(&task);
                 w.counters.finished.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -200,7 +199,6 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
             // SAFETY: owner thread, the coroutine just returned.
             let stack = unsafe { task.finish() };
             c.rt.stacks.free(stack, c.index);
-            c.rt.registry.remove(&task);
             w.counters.finished.fetch_add(1, Ordering::Relaxed);
         }
     }

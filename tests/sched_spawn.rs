@@ -20,6 +20,11 @@ fn join_values_across_workers() {
         hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
     });
     assert_eq!(sum, 5000 * 4999 / 2);
+    // `run` returns once main's result is published, a moment before main itself finishes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rt.stats().live != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(rt.stats().live, 0);
 }
 

@@ -34,11 +34,16 @@ unsafe impl<T: Send> Send for Packet<T> {}
 
 impl<T> Packet<T> {
     pub(crate) fn new() -> Arc<Packet<T>> {
-        Arc::new(Packet {
+        Arc::new(Packet::inline())
+    }
+
+    /// A packet to embed in a larger allocation (see `spawn::SpawnCell`).
+    pub(crate) fn inline() -> Packet<T> {
+        Packet {
             state: AtomicU8::new(EMPTY),
             result: UnsafeCell::new(None),
             waiter: UnsafeCell::new(None),
-        })
+        }
     }
 
     /// Called once, by the finishing coroutine.
@@ -133,10 +138,22 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
+/// Whatever holds a coroutine's result packet (the spawn cell, which also holds its closure, so
+/// that a spawn makes one allocation for both).
+pub(crate) trait HasPacket<T>: Send + Sync {
+    fn packet(&self) -> &Packet<T>;
+}
+
+impl<T: Send> HasPacket<T> for Packet<T> {
+    fn packet(&self) -> &Packet<T> {
+        self
+    }
+}
+
 /// Owned permission to wait for a coroutine's result, like `std::thread::JoinHandle`.
 /// Dropping it detaches the coroutine.
 pub struct JoinHandle<T> {
-    pub(crate) packet: Arc<Packet<T>>,
+    pub(crate) packet: Arc<dyn HasPacket<T>>,
     pub(crate) id: u64,
     pub(crate) name: Option<String>,
 }
@@ -146,6 +163,7 @@ impl<T> JoinHandle<T> {
     /// thread. `Err` carries the panic payload if it panicked.
     pub fn join(self) -> Result<T, JoinError> {
         self.packet
+            .packet()
             .wait(WaitReason::Join)
             .map_err(|payload| JoinError {
                 payload,
@@ -155,7 +173,7 @@ impl<T> JoinHandle<T> {
 
     /// True once the coroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.packet.is_done()
+        self.packet.packet().is_done()
     }
 
     /// The coroutine's id.

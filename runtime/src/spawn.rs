@@ -11,11 +11,12 @@
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use crate::join::{JoinHandle, Packet};
+use crate::join::{HasPacket, JoinHandle, Packet};
 use crate::overflow::CoroIdent;
 use crate::sched::{self, worker, Shared};
-use crate::task::{StartFn, Task, WaitReason};
+use crate::task::{Start, StartFn, Task, WaitReason};
 
 /// Configures a coroutine before spawning it (name, stack size), like `std::thread::Builder`.
 #[derive(Debug, Default, Clone)]
@@ -79,12 +80,11 @@ where
         None
     };
     let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
-    let packet = Packet::new();
-    let p2 = packet.clone();
-    let start: StartFn = Box::new(move |err: Option<io::Error>| match err {
-        None => p2.complete(panic::catch_unwind(AssertUnwindSafe(f))),
-        Some(e) => p2.complete(Err(Box::new(format!("coroutine could not start: {e}")))),
+    let cell = Arc::new(SpawnCell {
+        packet: Packet::inline(),
+        f: Mutex::new(Some(f)),
     });
+    let start: StartFn = cell.clone();
     let ident = CoroIdent {
         id,
         name: b.name.clone(),
@@ -97,10 +97,47 @@ where
         rt.inject(task);
     }
     Ok(JoinHandle {
-        packet,
+        packet: cell,
         id,
         name: b.name,
     })
+}
+
+/// A spawn's closure and its result packet in one allocation: the task holds it as its
+/// [`Start`], the `JoinHandle` as its packet. The closure is taken out once, when the task
+/// starts (the `Mutex` is uncontended; it makes the one-time move safe without `unsafe`).
+struct SpawnCell<F, T> {
+    packet: Packet<T>,
+    f: Mutex<Option<F>>,
+}
+
+impl<F, T> HasPacket<T> for SpawnCell<F, T>
+where
+    F: Send,
+    T: Send,
+{
+    fn packet(&self) -> &Packet<T> {
+        &self.packet
+    }
+}
+
+impl<F, T> Start for SpawnCell<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    fn start(self: Arc<Self>, err: Option<io::Error>) {
+        let f = self.f.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match (err, f) {
+            (None, Some(f)) => self
+                .packet
+                .complete(panic::catch_unwind(AssertUnwindSafe(f))),
+            (Some(e), _) => self
+                .packet
+                .complete(Err(Box::new(format!("coroutine could not start: {e}")))),
+            (None, None) => crate::overflow::throw("SpawnCell::start: started twice"),
+        }
+    }
 }
 
 /// Spawns a coroutine running `f` (Go's `go f()`), like `std::thread::spawn`.

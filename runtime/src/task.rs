@@ -45,9 +45,14 @@ pub(crate) enum Suspend {
 
 pub(crate) type Coro = Coroutine<(), Suspend, (), SlabStack>;
 
-/// What a never-run task holds: the spawn closure, called once on the task's own stack with
-/// `None`, or on the worker with `Some(err)` when no stack could be had at first run.
-pub(crate) type StartFn = Box<dyn FnOnce(Option<std::io::Error>) + Send>;
+/// Starts a never-run task: runs its closure on the task's own stack (`err` is `None`), or, on
+/// the worker, reports that no stack could be had at first run (`Some(err)`).
+pub(crate) trait Start: Send + Sync {
+    fn start(self: Arc<Self>, err: Option<std::io::Error>);
+}
+
+/// What a never-run task holds to start (see [`Start`]).
+pub(crate) type StartFn = Arc<dyn Start>;
 
 enum Body {
     /// Never run: the closure and, when the spawn had to check the stack budget eagerly, a

@@ -163,14 +163,14 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
                         Some(t) => t.set_yielder(y),
                         None => crate::overflow::throw("coroutine body: no current task"),
                     }
-                    start(None);
+                    start.start(None);
                 });
                 // SAFETY: owner thread, right after take_fresh.
                 unsafe { task.install(coro) };
             }
             Err(e) => {
                 eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
-                start(Some(e));
+                start.start(Some(e));
                 task.finish_unstarted();
                 w.counters.finished.fetch_add(1, Ordering::Relaxed);
                 return;

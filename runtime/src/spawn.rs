@@ -1,8 +1,8 @@
 //! Spawning coroutines: `go!`, [`spawn`], [`Builder`], [`run`], [`yield_now`], [`current`],
 //! [`spawn_blocking`] (Go's `newproc`, `Gosched`, and the `go` statement).
 //!
-//! A spawn boxes the closure, registers the task and pushes it on the calling worker's ring (or
-//! the injector from a plain thread). The stack is taken when the coroutine first runs, from
+//! A spawn puts the closure and its result packet in one allocation (`SpawnCell`), registers
+//! the task and pushes it on the calling worker's ring (or the injector from a plain thread). The stack is taken when the coroutine first runs, from
 //! that worker's cache: queued never-run tasks hold no stack, and stealing moves only the
 //! closure. If a stack cannot be had then (the mprotect guard budget of an old kernel is spent),
 //! that task fails (its join returns the error) and later spawns allocate eagerly, so the

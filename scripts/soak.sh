@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 cargo test --release --test sched_sleep -- --ignored one_million_sleepers
 cargo build --release --example bench_micro
 target/release/examples/bench_micro parked 1000000
+target/release/examples/bench_micro parked_bare 1000000
 target/release/examples/bench_micro spawn_join_all 1000000

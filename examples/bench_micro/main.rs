@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --release --example bench_micro -- spawn_join_batch [N]
 //! ```
-//! Commands: spawn_join_batch, spawn_join_all, yield_pingpong, parked, timers, idle_cpu, plus
+//! Commands: spawn_join_batch, spawn_join_all, yield_pingpong, parked (each on its own
+//! channel, as the peers do), parked_bare (bare park), timers, idle_cpu, plus
 //! the channel/sync ones in sync.rs (chan_pingpong, fanin, mutex).
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -140,6 +141,50 @@ fn parked(n: u64) {
     });
 }
 
+/// `n` coroutines parked bare (`gort::park::park` until a flag is set): the runtime's own cost
+/// per parked coroutine, without a channel.
+fn parked_bare(n: u64) {
+    let before = rss_kib();
+    gort::run(move || {
+        let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ready = Arc::new(AtomicUsize::new(0));
+        let unparkers = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n as usize)));
+        let mut hs = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let (go, ready, unparkers) = (go.clone(), ready.clone(), unparkers.clone());
+            match gort::Builder::new().spawn(move || {
+                unparkers.lock().unwrap().push(gort::park::unparker());
+                ready.fetch_add(1, Ordering::SeqCst);
+                while !go.load(Ordering::SeqCst) {
+                    gort::park::park();
+                }
+            }) {
+                Ok(h) => hs.push(h),
+                Err(e) => {
+                    println!("RESULT name=parked_bare n={n} error=\"{e}\"");
+                    std::process::exit(0)
+                }
+            }
+        }
+        while ready.load(Ordering::SeqCst) < n as usize {
+            gort::time::sleep(Duration::from_millis(5));
+        }
+        let after = rss_kib();
+        let per = after.saturating_sub(before) as f64 / n as f64;
+        let maps = std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count());
+        println!(
+            "RESULT name=parked_bare n={n} kib_per_task={per:.3} rss_after_kib={after} maps={maps}"
+        );
+        go.store(true, Ordering::SeqCst);
+        for u in unparkers.lock().unwrap().drain(..) {
+            u.unpark();
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
 fn timers(n: u64) {
     let before = rss_kib();
     gort::run(move || {
@@ -183,12 +228,13 @@ fn main() {
         "spawn_join_all" => spawn_join_all(n(1_000_000)),
         "yield_pingpong" => yield_pingpong(n(10_000_000)),
         "parked" => parked(n(100_000)),
+        "parked_bare" => parked_bare(n(100_000)),
         "timers" => timers(n(100_000)),
         "idle_cpu" => idle_cpu(n(5)),
         other => {
             if !sync::run(other, n(1_000_000)) {
                 eprintln!(
-                    "usage: bench_micro spawn_join_batch|spawn_join_all|yield_pingpong|parked|timers|idle_cpu|chan_pingpong|fanin|mutex [N]"
+                    "usage: bench_micro spawn_join_batch|spawn_join_all|yield_pingpong|parked|parked_bare|timers|idle_cpu|chan_pingpong|fanin|mutex [N]"
                 );
                 std::process::exit(2);
             }

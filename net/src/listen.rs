@@ -119,21 +119,12 @@ impl ListenConfig {
         net: &'static str,
         addrs: &[SocketAddr],
     ) -> io::Result<TcpListener> {
-        let mut first = None;
-        for a in addrs {
+        first_ok(net, addrs, Addr::Tcp, |a| {
             let dual = net == "tcp" && a.ip().is_unspecified();
-            let r = self.ip_socket(net, *a, Type::STREAM, dual).and_then(|s| {
-                s.listen(self.backlog).map_err(|e| syscall("listen", e))?;
-                TcpListener::from_sock(Sock::new(s)?)
-            });
-            match r {
-                Ok(l) => return Ok(l),
-                Err(e) => {
-                    first.get_or_insert(op_error("listen", net, None, Some(Addr::Tcp(*a)), e));
-                }
-            }
-        }
-        Err(first.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses")))
+            let s = self.ip_socket(net, a, Type::STREAM, dual)?;
+            s.listen(self.backlog).map_err(|e| syscall("listen", e))?;
+            TcpListener::from_sock(Sock::new(s)?)
+        })
     }
 
     pub(crate) fn listen_udp_addrs(
@@ -141,20 +132,11 @@ impl ListenConfig {
         net: &'static str,
         addrs: &[SocketAddr],
     ) -> io::Result<UdpSocket> {
-        let mut first = None;
-        for a in addrs {
+        first_ok(net, addrs, Addr::Udp, |a| {
             let dual = net == "udp" && a.ip().is_unspecified();
-            let r = self
-                .ip_socket(net, *a, Type::DGRAM, dual)
-                .and_then(|s| UdpSocket::from_sock(Sock::new(s)?, None));
-            match r {
-                Ok(l) => return Ok(l),
-                Err(e) => {
-                    first.get_or_insert(op_error("listen", net, None, Some(Addr::Udp(*a)), e));
-                }
-            }
-        }
-        Err(first.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses")))
+            let s = self.ip_socket(net, a, Type::DGRAM, dual)?;
+            UdpSocket::from_sock(Sock::new(s)?, None)
+        })
     }
 
     /// Go's `ListenConfig.Listen` for `tcp*` and `unix`.
@@ -212,4 +194,24 @@ pub fn listen(network: &str, address: &str) -> io::Result<Box<dyn Listener>> {
 /// Go's `net.ListenPacket(network, address)`: `udp*`, `unixgram`.
 pub fn listen_packet(network: &str, address: &str) -> io::Result<PacketSocket> {
     ListenConfig::new().listen_packet(network, address)
+}
+
+/// Tries `f` on each address in order and returns the first success, or the first failure as
+/// Go's `listen <net> <addr>: ...` error (Go's listeners also take the first address that works).
+fn first_ok<T>(
+    net: &'static str,
+    addrs: &[SocketAddr],
+    addr: fn(SocketAddr) -> Addr,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut first = None;
+    for &a in addrs {
+        match f(a) {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                first.get_or_insert(op_error("listen", net, None, Some(addr(a)), e));
+            }
+        }
+    }
+    Err(first.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses")))
 }

@@ -5,14 +5,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gort::net::{TcpListener, TcpStream};
+use gort::net::TcpListener;
 
-fn pair() -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (s, _) = l.accept().unwrap();
-    (c, s)
-}
+mod common;
+use common::tcp_pair as pair;
 
 // Go: TestReadTimeout (past deadline fails at once; message and kind)
 #[test]

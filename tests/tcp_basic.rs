@@ -7,12 +7,8 @@ use std::time::Duration;
 
 use gort::net::{self, Conn, TcpListener, TcpStream};
 
-fn pair() -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (s, _) = l.accept().unwrap();
-    (c, s)
-}
+mod common;
+use common::tcp_pair as pair;
 
 // Go: TestCloseUnblocksRead (net/net_test.go)
 #[test]

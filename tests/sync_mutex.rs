@@ -25,6 +25,22 @@ const HOG_LIMIT: Duration = Duration::from_secs(20);
 /// Runs `hog` (which relocks `m` in a loop until `stop` is set or its own bound) and a
 /// waiter that takes `m` `rounds` times; returns whether the waiter finished while the hog
 /// was still running.
+/// A hog that relocks in a tight loop until stopped (or HOG_LIMIT). Every 4096 rounds it yields,
+/// which lets a waiter (or the test's other coroutines) that landed on this worker run at all
+/// (workers are cooperative); the waiter then competes for the lock like any other.
+fn tight_loop_hog(m: &Mutex<u64>, stop: &AtomicBool) {
+    let t = Instant::now();
+    for i in 0u64.. {
+        *m.lock() += 1;
+        if i % 4096 == 0 {
+            if stop.load(Ordering::Relaxed) || t.elapsed() > HOG_LIMIT {
+                break;
+            }
+            gort::yield_now();
+        }
+    }
+}
+
 fn waiter_beats_hog(
     m: Arc<Mutex<u64>>,
     hog: impl FnOnce(&Mutex<u64>, &AtomicBool) + Send + 'static,
@@ -90,30 +106,13 @@ fn starvation_mode_serves_waiter_tight_loop_two_workers() {
     rt(2).run(|| {
         let m = Arc::new(Mutex::new(0u64));
         let m2 = m.clone();
-        let ok = waiter_beats_hog(
-            m,
-            |m, stop| {
-                let t = Instant::now();
-                for i in 0u64.. {
-                    *m.lock() += 1;
-                    if i % 4096 == 0 {
-                        if stop.load(Ordering::Relaxed) || t.elapsed() > HOG_LIMIT {
-                            break;
-                        }
-                        // Lets a waiter that landed on this worker run at all (workers are
-                        // cooperative); it then competes like any other.
-                        gort::yield_now();
-                    }
+        let ok = waiter_beats_hog(m, tight_loop_hog, move || {
+            gort::spawn(move || {
+                for _ in 0..100 {
+                    *m2.lock() += 1;
                 }
-            },
-            move || {
-                gort::spawn(move || {
-                    for _ in 0..100 {
-                        *m2.lock() += 1;
-                    }
-                })
-            },
-        );
+            })
+        });
         assert!(ok, "waiter starved behind a tight-loop hog");
     });
 }
@@ -124,36 +123,21 @@ fn starvation_mode_serves_plain_thread_waiter() {
     rt(1).run(|| {
         let m = Arc::new(Mutex::new(0u64));
         let m2 = m.clone();
-        let ok = waiter_beats_hog(
-            m,
-            |m, stop| {
-                let t = Instant::now();
-                for i in 0u64.. {
-                    *m.lock() += 1;
-                    if i % 4096 == 0 {
-                        if stop.load(Ordering::Relaxed) || t.elapsed() > HOG_LIMIT {
-                            break;
-                        }
-                        gort::yield_now(); // lets the test's other coroutines run
+        let ok = waiter_beats_hog(m, tight_loop_hog, move || {
+            gort::spawn(move || {
+                let wg = WaitGroup::new();
+                wg.add(1);
+                let wg2 = wg.clone();
+                let t = std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        *m2.lock() += 1;
                     }
-                }
-            },
-            move || {
-                gort::spawn(move || {
-                    let wg = WaitGroup::new();
-                    wg.add(1);
-                    let wg2 = wg.clone();
-                    let t = std::thread::spawn(move || {
-                        for _ in 0..100 {
-                            *m2.lock() += 1;
-                        }
-                        wg2.done();
-                    });
-                    wg.wait(); // parks the coroutine; a thread join would block the worker
-                    t.join().unwrap();
-                })
-            },
-        );
+                    wg2.done();
+                });
+                wg.wait(); // parks the coroutine; a thread join would block the worker
+                t.join().unwrap();
+            })
+        });
         assert!(ok, "plain-thread waiter starved");
     });
 }

@@ -121,15 +121,7 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let b = spawn::Builder::new().name("main");
-        let h = match spawn::spawn_in(self.shared, b, Location::caller(), f) {
-            Ok(h) => h,
-            Err(e) => panic!("gort::Runtime::run: {e}"),
-        };
-        match h.join() {
-            Ok(v) => v,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        spawn::run_in(self.shared, Location::caller(), "gort::Runtime::run", f)
     }
 
     /// Worker count.

@@ -179,15 +179,29 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let site = Location::caller();
-    let h = match spawn_in(
+    run_in(
         sched::current_or_default(),
-        Builder::new().name("main"),
-        site,
+        Location::caller(),
+        "gort::run",
         f,
-    ) {
+    )
+}
+
+/// Runs `f` as the coroutine "main" of `rt`, waits for it and resumes its panic on the caller
+/// (shared by [`run`] and `Runtime::run`; `what` names the caller in a spawn-failure panic).
+pub(crate) fn run_in<F, T>(
+    rt: &'static Shared,
+    site: &'static Location<'static>,
+    what: &str,
+    f: F,
+) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let h = match spawn_in(rt, Builder::new().name("main"), site, f) {
         Ok(h) => h,
-        Err(e) => panic!("gort::run: {e}"),
+        Err(e) => panic!("{what}: {e}"),
     };
     match h.join() {
         Ok(v) => v,

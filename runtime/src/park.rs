@@ -47,6 +47,16 @@ impl Unparker {
         }
     }
 
+    /// True if this wakes the caller: the running coroutine, or, outside coroutines, the
+    /// calling thread.
+    pub(crate) fn is_current(&self) -> bool {
+        match (&self.inner, worker::current_task()) {
+            (Inner::Task(t), Some(cur)) => std::ptr::eq(Arc::as_ptr(t), cur),
+            (Inner::Thread(t), None) => THREAD_UNPARKER.with(|me| Arc::ptr_eq(t, me)),
+            _ => false,
+        }
+    }
+
     /// Encodes into a word for lock-free slots: an aligned `Arc` pointer, low bit set for a
     /// thread. The word is never 0..8, so callers may use those values as markers.
     pub(crate) fn into_raw(self) -> usize {

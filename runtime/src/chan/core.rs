@@ -30,46 +30,32 @@
 //! receiver also closes the channel (buffered values are dropped, senders get errors).
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use super::waitq::WaitQueue;
 use crate::park::{self, unparker, Unparker};
 use crate::task::WaitReason;
 
-const WAITING: usize = 0;
-const ABORTED: usize = usize::MAX;
+const WAITING: u32 = 0;
+const ABORTED: u32 = u32::MAX;
 
 /// Selection token of one blocked operation (a plain send/recv or a whole `select!`).
 pub(crate) struct Token {
-    state: AtomicUsize,
+    /// `WAITING`, `ABORTED`, or the selected arm plus one. A `u32` keeps a waiter record small
+    /// (1M coroutines each parked on a channel hold 1M records).
+    state: AtomicU32,
     done: AtomicBool,
     unparker: Unparker,
-    /// Identity of the coroutine/thread `unparker` wakes (see [`whoami`]).
-    who: usize,
-}
-
-thread_local! {
-    static THREAD_ID_WORD: u8 = const { 0 };
-}
-
-/// A word identifying the caller: its task's address inside a coroutine, else the address
-/// of a thread-local (odd-free addresses of distinct live objects never collide; a task and
-/// a thread-local are different objects). Cheap, unlike building an [`Unparker`].
-fn whoami() -> usize {
-    match crate::sched::worker::current_task() {
-        Some(t) => t as *const _ as usize,
-        None => THREAD_ID_WORD.with(|b| b as *const u8 as usize),
-    }
 }
 
 impl Token {
     fn fresh() -> Token {
         Token {
-            state: AtomicUsize::new(WAITING),
+            state: AtomicU32::new(WAITING),
             done: AtomicBool::new(false),
             unparker: unparker(),
-            who: whoami(),
         }
     }
 
@@ -81,10 +67,8 @@ impl Token {
     fn reset(&mut self) {
         *self.state.get_mut() = WAITING;
         *self.done.get_mut() = false;
-        let who = whoami();
-        if self.who != who {
+        if !self.unparker.is_current() {
             self.unparker = unparker();
-            self.who = who;
         }
     }
 
@@ -93,7 +77,7 @@ impl Token {
     }
 
     /// Claims the token for `arm`; the winner must transfer and then call [`Token::finish`].
-    fn try_select(&self, arm: usize) -> bool {
+    fn try_select(&self, arm: u32) -> bool {
         self.state
             .compare_exchange(WAITING, arm + 1, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
@@ -116,7 +100,7 @@ impl Token {
     pub(crate) fn selected(&self) -> Option<usize> {
         match self.state.load(Ordering::SeqCst) {
             WAITING | ABORTED => None,
-            s => Some(s - 1),
+            s => Some((s - 1) as usize),
         }
     }
 
@@ -161,7 +145,7 @@ pub(crate) struct Waiter<T> {
     own: Token,
     /// The shared token of a `select!`; when set, `own` is unused.
     shared: Option<Arc<Token>>,
-    arm: usize,
+    arm: u32,
     slot: UnsafeCell<Option<T>>,
 }
 
@@ -233,8 +217,8 @@ pub(crate) enum TrySend<T> {
 pub(crate) struct State<T> {
     buf: VecDeque<T>,
     closed: bool,
-    recvq: VecDeque<Arc<Waiter<T>>>,
-    sendq: VecDeque<Arc<Waiter<T>>>,
+    recvq: WaitQueue<Arc<Waiter<T>>>,
+    sendq: WaitQueue<Arc<Waiter<T>>>,
     /// Records popped from the queues, for reuse (see the module docs).
     free: Vec<Arc<Waiter<T>>>,
 }
@@ -245,6 +229,11 @@ const FREE_MAX: usize = 128;
 impl<T> State<T> {
     /// A waiter record for the caller: a recycled one whose previous owner is gone, or new.
     fn waiter(&mut self, shared: Option<&Arc<Token>>, arm: usize, v: Option<T>) -> Arc<Waiter<T>> {
+        // The token stores arm + 1 next to two markers; `select!` has a handful of arms.
+        let arm = match u32::try_from(arm) {
+            Ok(a) if a < ABORTED - 1 => a,
+            _ => crate::overflow::throw("State::waiter: select arm index out of range"),
+        };
         while let Some(mut w) = self.free.pop() {
             // Unique: the previous owner dropped its handle, so nobody else can see it.
             if let Some(m) = Arc::get_mut(&mut w) {
@@ -328,7 +317,7 @@ impl<T> State<T> {
         }
     }
 
-    fn peer_waiting(q: &VecDeque<Arc<Waiter<T>>>, me: &Arc<Token>) -> bool {
+    fn peer_waiting(q: &WaitQueue<Arc<Waiter<T>>>, me: &Arc<Token>) -> bool {
         q.iter()
             .any(|w| !w.shared.as_ref().is_some_and(|t| Arc::ptr_eq(t, me)) && w.tok().is_waiting())
     }
@@ -348,8 +337,8 @@ impl<T> Chan<T> {
             st: Mutex::new(State {
                 buf: VecDeque::new(),
                 closed: false,
-                recvq: VecDeque::new(),
-                sendq: VecDeque::new(),
+                recvq: WaitQueue::default(),
+                sendq: WaitQueue::default(),
                 free: Vec::new(),
             }),
             cap,
@@ -439,8 +428,8 @@ impl<T> Chan<T> {
             return false;
         }
         st.closed = true;
-        let q = std::mem::take(&mut st.recvq).into_iter();
-        for w in q.chain(std::mem::take(&mut st.sendq)) {
+        let q: Vec<_> = st.recvq.take_all().chain(st.sendq.take_all()).collect();
+        for w in q {
             drop(w.claim());
         }
         true

@@ -1,5 +1,5 @@
 //! [`Fd`]: a non-blocking descriptor whose reads and writes park the coroutine (Go's
-//! `internal/poll.FD` with its `fdMutex`).
+//! `internal/poll.FD`; its lock word, Go's `fdMutex`, is `FdMutex` in fdmutex.rs).
 //!
 //! `Fd` owns the descriptor, registers it with the netpoller, serializes readers among
 //! themselves and writers among themselves (so one coroutine may read while another writes,
@@ -14,39 +14,18 @@
 //! Deadlines (as the gort issue asks, unlike Go's `prepareRead`): the syscall is always tried
 //! first, so data already in the kernel is returned after a deadline; the deadline fails only
 //! an operation that would wait.
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::fdmutex::{Closed, FdMutex, Kind};
 use crate::netpoll::{closed_error, Registration};
-use crate::park::{self, Unparker};
-use crate::task::WaitReason;
-
-#[derive(Default)]
-struct LockState {
-    refs: usize,
-    closing: bool,
-    fd_closed: bool,
-    reading: bool,
-    writing: bool,
-    rq: VecDeque<Unparker>,
-    wq: VecDeque<Unparker>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Read,
-    Write,
-    Ref,
-}
 
 /// A registered non-blocking descriptor; see the module docs.
 pub struct Fd {
     fd: RawFd,
     reg: Registration,
-    st: Mutex<LockState>,
+    mu: FdMutex,
     /// Sockets are written with `send(MSG_NOSIGNAL)`: a write to a closed peer is an
     /// `EPIPE` error, never a SIGPIPE that kills the process.
     is_socket: bool,
@@ -69,6 +48,50 @@ fn cvt_isize(r: isize) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(r as usize)
+    }
+}
+
+// Raw syscalls for the hot paths. glibc's `read`/`write`/`send` are pthread cancellation
+// points: each call enables and disables asynchronous cancellation around the syscall (about
+// 40 instructions per call, 3 calls per echo round trip). gort never cancels threads, so it
+// calls the kernel directly, as Go's runtime does.
+
+/// `read(2)` without the cancellation-point wrapper.
+///
+/// # Safety
+/// `buf` must be valid for `len` bytes of writes.
+unsafe fn sys_read(fd: RawFd, buf: *mut u8, len: usize) -> isize {
+    // SAFETY: the caller guarantees `buf`/`len`; the kernel checks `fd`.
+    unsafe { libc::syscall(libc::SYS_read, fd as libc::c_long, buf, len) as isize }
+}
+
+/// `write(2)` without the cancellation-point wrapper.
+///
+/// # Safety
+/// `buf` must be valid for `len` bytes of reads.
+unsafe fn sys_write(fd: RawFd, buf: *const u8, len: usize) -> isize {
+    // SAFETY: the caller guarantees `buf`/`len`; the kernel checks `fd`.
+    unsafe { libc::syscall(libc::SYS_write, fd as libc::c_long, buf, len) as isize }
+}
+
+/// `send(2)` (as `sendto` with no address, which is what glibc's `send` does) without the
+/// cancellation-point wrapper.
+///
+/// # Safety
+/// `buf` must be valid for `len` bytes of reads.
+unsafe fn sys_send(fd: RawFd, buf: *const u8, len: usize, flags: libc::c_int) -> isize {
+    let none: *const libc::sockaddr = std::ptr::null();
+    // SAFETY: the caller guarantees `buf`/`len`; a null address with length 0 is `send`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            fd as libc::c_long,
+            buf,
+            len,
+            flags as libc::c_long,
+            none,
+            0 as libc::c_long,
+        ) as isize
     }
 }
 
@@ -112,7 +135,7 @@ impl Fd {
         Ok(Fd {
             fd: fd.into_raw_fd(),
             reg,
-            st: Mutex::new(LockState::default()),
+            mu: FdMutex::default(),
             is_socket,
         })
     }
@@ -134,77 +157,15 @@ impl Fd {
         &self.reg
     }
 
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, LockState> {
-        self.st.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn acquire(&self, kind: Kind) -> io::Result<FdGuard<'_>> {
-        let mut st = self.lock_state();
-        let mut me: Option<Unparker> = None;
-        loop {
-            if st.closing {
-                if let Some(m) = &me {
-                    st.rq.retain(|u| !u.same_as(m));
-                    st.wq.retain(|u| !u.same_as(m));
-                }
-                return Err(closed_error());
-            }
-            let busy = match kind {
-                Kind::Read => st.reading,
-                Kind::Write => st.writing,
-                Kind::Ref => false,
-            };
-            if !busy {
-                match kind {
-                    Kind::Read => st.reading = true,
-                    Kind::Write => st.writing = true,
-                    Kind::Ref => {}
-                }
-                st.refs += 1;
-                return Ok(FdGuard { fd: self, kind });
-            }
-            let u = me.get_or_insert_with(park::unparker).clone();
-            let q = if kind == Kind::Read {
-                &mut st.rq
-            } else {
-                &mut st.wq
-            };
-            if !q.iter().any(|x| x.same_as(&u)) {
-                q.push_back(u);
-            }
-            drop(st);
-            park::park_reason(if kind == Kind::Read {
-                WaitReason::FdRead
-            } else {
-                WaitReason::FdWrite
-            });
-            st = self.lock_state();
+        match self.mu.acquire(kind) {
+            Ok(()) => Ok(FdGuard { fd: self, kind }),
+            Err(Closed) => Err(closed_error()),
         }
     }
 
     fn release(&self, kind: Kind) {
-        let mut st = self.lock_state();
-        st.refs -= 1;
-        let next = match kind {
-            Kind::Read => {
-                st.reading = false;
-                st.rq.pop_front()
-            }
-            Kind::Write => {
-                st.writing = false;
-                st.wq.pop_front()
-            }
-            Kind::Ref => None,
-        };
-        let last = st.closing && st.refs == 0 && !st.fd_closed;
-        if last {
-            st.fd_closed = true;
-        }
-        drop(st);
-        if let Some(u) = next {
-            u.unpark();
-        }
-        if last {
+        if self.mu.release(kind) {
             self.destroy();
         }
     }
@@ -227,30 +188,17 @@ impl Fd {
     fn destroy(&self) {
         // Deregister before close(2): afterwards the number may be reused by another open.
         self.reg.deregister();
-        // SAFETY: we own `fd`; `fd_closed` guarantees this runs once, and no operation holds a
-        // reference (refs == 0), so nobody uses the number any more.
+        // SAFETY: we own `fd`; `FdMutex` reports "destroy" to exactly one party, once `CLOSED`
+        // is set and no operation holds a reference, so nobody uses the number any more.
         unsafe { libc::close(self.fd) };
     }
 
     /// Closes: wakes every parked operation with "use of closed network connection", and
     /// closes the descriptor once no operation is in flight. A second close is an error.
     pub fn close(&self) -> io::Result<()> {
-        let mut st = self.lock_state();
-        if st.closing {
-            return Err(closed_error());
-        }
-        st.closing = true;
-        let st = &mut *st;
-        let waiters: Vec<Unparker> = st.rq.drain(..).chain(st.wq.drain(..)).collect();
-        let last = st.refs == 0;
-        if last {
-            st.fd_closed = true;
-        }
+        let destroy_now = self.mu.close().ok_or_else(closed_error)?;
         self.reg.close();
-        for u in waiters {
-            u.unpark();
-        }
-        if last {
+        if destroy_now {
             self.destroy();
         }
         Ok(())
@@ -258,7 +206,7 @@ impl Fd {
 
     /// True once [`Fd::close`] has been called.
     pub fn is_closed(&self) -> bool {
-        self.lock_state().closing
+        self.mu.is_closed()
     }
 
     /// Runs a read-side syscall `f` under the read lock, parking on `EAGAIN` until readable.
@@ -293,7 +241,7 @@ impl Fd {
         }
         self.read_with(|fd| {
             // SAFETY: `buf` is valid for `buf.len()` writable bytes.
-            cvt_isize(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+            cvt_isize(unsafe { sys_read(fd, buf.as_mut_ptr(), buf.len()) })
         })
     }
 
@@ -342,9 +290,9 @@ impl Fd {
         // SAFETY: `buf` is valid for `buf.len()` readable bytes.
         cvt_isize(unsafe {
             if self.is_socket {
-                libc::send(self.fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
+                sys_send(self.fd, buf.as_ptr(), buf.len(), libc::MSG_NOSIGNAL)
             } else {
-                libc::write(self.fd, buf.as_ptr().cast(), buf.len())
+                sys_write(self.fd, buf.as_ptr(), buf.len())
             }
         })
     }

@@ -9,6 +9,7 @@
 pub(crate) mod blocking;
 pub mod chan;
 pub mod context;
+mod fdmutex;
 pub mod io;
 mod join;
 mod monitor;

@@ -41,7 +41,10 @@ impl Registry {
         }
     }
 
-    pub(crate) fn insert(&self, shard: usize, task: &Arc<Task>) {
+    /// Registers `task` in `shard` (the spawning worker's, or the last one for plain threads)
+    /// and returns it shared.
+    pub(crate) fn insert(&self, shard: usize, task: Task) -> Arc<Task> {
+        let task = Arc::new(task);
         let s_idx = shard.min(self.shards.len() - 1);
         let mut s = self.shards[s_idx].lock().unwrap_or_else(|e| e.into_inner());
         if s.tasks.len() >= s.sweep_at {
@@ -49,6 +52,7 @@ impl Registry {
             s.sweep_at = (s.tasks.len() * 2).max(MIN_SWEEP);
         }
         s.tasks.push(task.clone());
+        task
     }
 
     /// A snapshot of every live (not finished) task.

@@ -139,7 +139,7 @@ impl std::error::Error for JoinError {}
 /// Owned permission to wait for a coroutine's result, like `std::thread::JoinHandle`.
 /// Dropping it detaches the coroutine.
 pub struct JoinHandle<T> {
-    task: Arc<Task>,
+    pub(crate) task: Arc<Task>,
     /// The handle only ever yields a `T` (moved from the coroutine, `T: Send` at spawn), and
     /// `&JoinHandle` gives no access to it, so the handle is `Send + Sync` for any `T`.
     _result: PhantomData<fn() -> T>,

@@ -1,8 +1,8 @@
 //! Spawning coroutines: `go!`, [`spawn`], [`Builder`], [`run`], [`yield_now`], [`current`],
 //! [`spawn_blocking`] (Go's `newproc`, `Gosched`, and the `go` statement).
 //!
-//! A spawn puts the closure (later its result) inline in the task (`slot.rs`): one allocation.
-//! It registers the task and
+//! A spawn puts the closure (later its result) inline in the task (`slot.rs`): one allocation,
+//! often none, since the registry reuses finished task headers. It registers the task and
 //! pushes it on the calling worker's ring (or the injector from a plain thread). The stack is taken when the coroutine first runs, from
 //! that worker's cache: queued never-run tasks hold no stack, and stealing moves only the
 //! closure. If a stack cannot be had then (the mprotect guard budget of an old kernel is spent),

@@ -3,7 +3,7 @@
 //! A [`Task`] owns one corosensei coroutine on a slab stack, plus the header every other
 //! thread may read: id, name, spawn site, scheduling state, owning worker. Its spawn closure
 //! and then its result live inline in the task (`Task::slot`, see slot.rs), so a task is one
-//! allocation.
+//! allocation, which the registry may reuse once nothing else references it.
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:

@@ -28,7 +28,6 @@ use std::cell::{Cell, UnsafeCell};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
@@ -107,7 +106,8 @@ impl WaitReason {
 pub(crate) struct Task {
     pub(crate) ident: CoroIdent,
     pub(crate) rt: &'static Shared,
-    pub(crate) born: Instant,
+    /// `nanotime` at spawn, from the coarse clock (see `Shared::coarse_clock`).
+    pub(crate) born: u64,
     pub(crate) stack_size: usize,
     state: AtomicU8,
     wait: AtomicU8,
@@ -150,7 +150,8 @@ impl Task {
         Task {
             ident,
             rt,
-            born: crate::timer::coarse_now(),
+            // Relaxed: a timestamp; it publishes no other data (pairs with nothing).
+            born: rt.coarse_clock.load(Ordering::Relaxed),
             stack_size,
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),

@@ -1,5 +1,7 @@
 //! Join handles: a one-shot result slot between a finished coroutine and its joiner.
 //!
+//! A spawned coroutine's result lives in its task (`slot.rs`, one allocation per spawn); the
+//! [`JoinHandle`] holds the task. [`Packet`] is the standalone slot for `spawn_blocking`.
 //! `Packet` states: `EMPTY`, `WAITING` (a joiner stored its unparker), `DONE` (the result is
 //! written). The joiner writes `waiter` before its CAS `EMPTY -> WAITING` (Release); the
 //! coroutine writes `result` before its swap to `DONE` (AcqRel) and reads `waiter` only if the
@@ -7,11 +9,12 @@
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::park::{self, Unparker};
-use crate::task::WaitReason;
+use crate::task::{Task, WaitReason};
 
 const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
@@ -34,16 +37,11 @@ unsafe impl<T: Send> Send for Packet<T> {}
 
 impl<T> Packet<T> {
     pub(crate) fn new() -> Arc<Packet<T>> {
-        Arc::new(Packet::inline())
-    }
-
-    /// A packet to embed in a larger allocation (see `spawn::SpawnCell`).
-    pub(crate) fn inline() -> Packet<T> {
-        Packet {
+        Arc::new(Packet {
             state: AtomicU8::new(EMPTY),
             result: UnsafeCell::new(None),
             waiter: UnsafeCell::new(None),
-        }
+        })
     }
 
     /// Called once, by the finishing coroutine.
@@ -138,57 +136,60 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
-/// Whatever holds a coroutine's result packet (the spawn cell, which also holds its closure, so
-/// that a spawn makes one allocation for both).
-pub(crate) trait HasPacket<T>: Send + Sync {
-    fn packet(&self) -> &Packet<T>;
-}
-
-impl<T: Send> HasPacket<T> for Packet<T> {
-    fn packet(&self) -> &Packet<T> {
-        self
-    }
-}
-
 /// Owned permission to wait for a coroutine's result, like `std::thread::JoinHandle`.
 /// Dropping it detaches the coroutine.
 pub struct JoinHandle<T> {
-    pub(crate) packet: Arc<dyn HasPacket<T>>,
-    pub(crate) id: u64,
-    pub(crate) name: Option<String>,
+    pub(crate) task: Arc<Task>,
+    /// The handle only ever yields a `T` (moved from the coroutine, `T: Send` at spawn), and
+    /// `&JoinHandle` gives no access to it, so the handle is `Send + Sync` for any `T`.
+    _result: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
+    /// The handle for `task`.
+    ///
+    /// # Safety
+    /// `task.slot` was made by `Slot::new::<F, T>` with this `T`, and no other handle for
+    /// `task` exists.
+    pub(crate) unsafe fn from_task(task: Arc<Task>) -> JoinHandle<T> {
+        JoinHandle {
+            task,
+            _result: PhantomData,
+        }
+    }
+
     /// Waits for the coroutine to finish: parks when called from a coroutine, blocks a plain
     /// thread. `Err` carries the panic payload if it panicked.
     pub fn join(self) -> Result<T, JoinError> {
-        self.packet
-            .packet()
-            .wait(WaitReason::Join)
-            .map_err(|payload| JoinError {
-                payload,
-                id: self.id,
-            })
+        // SAFETY: `from_task`'s contract: the slot's result type is `T` and this handle, the
+        // unique joiner, is consumed here.
+        let r = unsafe { self.task.slot.wait::<T>(WaitReason::Join) };
+        r.map_err(|payload| JoinError {
+            payload,
+            id: self.task.ident.id,
+        })
     }
 
     /// True once the coroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.packet.packet().is_done()
+        self.task.slot.is_done()
     }
 
     /// The coroutine's id.
     pub fn id(&self) -> u64 {
-        self.id
+        self.task.ident.id
     }
 
     /// The coroutine's name, if it was given one.
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.task.ident.name.as_deref()
     }
 }
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("id", &self.id).finish()
+        f.debug_struct("JoinHandle")
+            .field("id", &self.id())
+            .finish()
     }
 }

@@ -11,13 +11,15 @@
 //! - prints the goroutine dump of every runtime in the process and exits with status 2 on
 //!   SIGQUIT when enabled, like Go.
 //!
+//! It also refreshes the runtime's coarse clock (`Shared::coarse_clock`, task birth stamps).
+//!
 //! It checks every half threshold while workers run, and every 50 ms when all are idle, so an
 //! idle runtime costs ~20 wake-ups a second.
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::sched::Shared;
 use crate::task::{WaitReason, PARKED, RUNNABLE, RUNNING};
@@ -86,6 +88,8 @@ fn monitor_main(rt: &'static Shared) {
             std::process::exit(2);
         }
         let now = nanotime();
+        // Relaxed: a timestamp for task ages; it publishes no other data.
+        rt.coarse_clock.store(now, Ordering::Relaxed);
         if let Some(th) = threshold {
             let th = th.as_nanos() as u64;
             for (i, w) in rt.workers.iter().enumerate() {
@@ -220,7 +224,7 @@ fn reason_str(r: WaitReason) -> &'static str {
 pub(crate) fn dump(rt: &Shared) -> String {
     let mut tasks = rt.registry.snapshot();
     tasks.sort_by_key(|t| t.ident.id);
-    let now = Instant::now();
+    let now = nanotime();
     let mut out = String::new();
     for t in tasks {
         let state = match t.phase() {
@@ -229,7 +233,7 @@ pub(crate) fn dump(rt: &Shared) -> String {
             PARKED => reason_str(t.wait_reason()).to_string(),
             _ => "dead".to_string(),
         };
-        let age = now.saturating_duration_since(t.born);
+        let age = Duration::from_nanos(now.saturating_sub(t.born));
         let _ = write!(
             out,
             "goroutine {} [{state}, {:.3}s]",

@@ -1,8 +1,9 @@
 //! Spawning coroutines: `go!`, [`spawn`], [`Builder`], [`run`], [`yield_now`], [`current`],
 //! [`spawn_blocking`] (Go's `newproc`, `Gosched`, and the `go` statement).
 //!
-//! A spawn puts the closure and its result packet in one allocation (`SpawnCell`), registers
-//! the task and pushes it on the calling worker's ring (or the injector from a plain thread). The stack is taken when the coroutine first runs, from
+//! A spawn puts the closure (later its result) inline in the task (`slot.rs`): one allocation,
+//! often none, since the registry reuses finished task headers. It registers the task and
+//! pushes it on the calling worker's ring (or the injector from a plain thread). The stack is taken when the coroutine first runs, from
 //! that worker's cache: queued never-run tasks hold no stack, and stealing moves only the
 //! closure. If a stack cannot be had then (the mprotect guard budget of an old kernel is spent),
 //! that task fails (its join returns the error) and later spawns allocate eagerly, so the
@@ -11,12 +12,12 @@
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
-use crate::join::{HasPacket, JoinHandle, Packet};
+use crate::join::{JoinHandle, Packet};
 use crate::overflow::CoroIdent;
 use crate::sched::{self, worker, Shared};
-use crate::task::{Start, StartFn, Task, WaitReason};
+use crate::slot::Slot;
+use crate::task::{Task, WaitReason};
 
 /// Configures a coroutine before spawning it (name, stack size), like `std::thread::Builder`.
 #[derive(Debug, Default, Clone)]
@@ -80,64 +81,20 @@ where
         None
     };
     let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
-    let cell = Arc::new(SpawnCell {
-        packet: Packet::inline(),
-        f: Mutex::new(Some(f)),
-    });
-    let start: StartFn = cell.clone();
     let ident = CoroIdent {
         id,
-        name: b.name.clone(),
+        name: b.name,
         site,
     };
-    let task = Task::new(rt, ident, size, start, stack);
-    rt.registry.insert(worker.unwrap_or(rt.nworkers()), &task);
+    let task = Task::new(rt, ident, size, Slot::new(f), stack);
+    let task = rt.registry.insert(worker.unwrap_or(rt.nworkers()), task);
     rt.counters().spawned.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the slot was just made with result type `T`, and this is the task's only handle.
+    let handle = unsafe { JoinHandle::from_task(task.clone()) };
     if let Err(task) = worker::try_spawn_local(rt, task) {
         rt.inject(task);
     }
-    Ok(JoinHandle {
-        packet: cell,
-        id,
-        name: b.name,
-    })
-}
-
-/// A spawn's closure and its result packet in one allocation: the task holds it as its
-/// [`Start`], the `JoinHandle` as its packet. The closure is taken out once, when the task
-/// starts (the `Mutex` is uncontended; it makes the one-time move safe without `unsafe`).
-struct SpawnCell<F, T> {
-    packet: Packet<T>,
-    f: Mutex<Option<F>>,
-}
-
-impl<F, T> HasPacket<T> for SpawnCell<F, T>
-where
-    F: Send,
-    T: Send,
-{
-    fn packet(&self) -> &Packet<T> {
-        &self.packet
-    }
-}
-
-impl<F, T> Start for SpawnCell<F, T>
-where
-    F: FnOnce() -> T + Send,
-    T: Send,
-{
-    fn start(self: Arc<Self>, err: Option<io::Error>) {
-        let f = self.f.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match (err, f) {
-            (None, Some(f)) => self
-                .packet
-                .complete(panic::catch_unwind(AssertUnwindSafe(f))),
-            (Some(e), _) => self
-                .packet
-                .complete(Err(Box::new(format!("coroutine could not start: {e}")))),
-            (None, None) => crate::overflow::throw("SpawnCell::start: started twice"),
-        }
-    }
+    Ok(handle)
 }
 
 /// Spawns a coroutine running `f` (Go's `go f()`), like `std::thread::spawn`.

@@ -1,7 +1,9 @@
 //! Tasks: the runtime's goroutines (Go's `g`).
 //!
 //! A [`Task`] owns one corosensei coroutine on a slab stack, plus the header every other
-//! thread may read: id, name, spawn site, scheduling state, owning worker.
+//! thread may read: id, name, spawn site, scheduling state, owning worker. Its spawn closure
+//! and then its result live inline in the task (`Task::slot`, see slot.rs), so a task is one
+//! allocation, which the registry may reuse once nothing else references it.
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
@@ -26,12 +28,12 @@ use std::cell::{Cell, UnsafeCell};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::overflow::{self, CoroIdent};
 use crate::sched::Shared;
+use crate::slot::Slot;
 use crate::stack::SlabStack;
 
 /// Why a coroutine handed control back to its worker.
@@ -45,19 +47,10 @@ pub(crate) enum Suspend {
 
 pub(crate) type Coro = Coroutine<(), Suspend, (), SlabStack>;
 
-/// Starts a never-run task: runs its closure on the task's own stack (`err` is `None`), or, on
-/// the worker, reports that no stack could be had at first run (`Some(err)`).
-pub(crate) trait Start: Send + Sync {
-    fn start(self: Arc<Self>, err: Option<std::io::Error>);
-}
-
-/// What a never-run task holds to start (see [`Start`]).
-pub(crate) type StartFn = Arc<dyn Start>;
-
 enum Body {
-    /// Never run: the closure and, when the spawn had to check the stack budget eagerly, a
-    /// stack allocated at spawn time.
-    Fresh(StartFn, Option<SlabStack>),
+    /// Never run (the closure is in `Task::slot`): when the spawn had to check the stack
+    /// budget eagerly, a stack allocated at spawn time.
+    Fresh(Option<SlabStack>),
     Started(Coro),
     Finished,
 }
@@ -113,7 +106,8 @@ impl WaitReason {
 pub(crate) struct Task {
     pub(crate) ident: CoroIdent,
     pub(crate) rt: &'static Shared,
-    pub(crate) born: Instant,
+    /// `nanotime` at spawn, from the coarse clock (see `Shared::coarse_clock`).
+    pub(crate) born: u64,
     pub(crate) stack_size: usize,
     state: AtomicU8,
     wait: AtomicU8,
@@ -124,15 +118,17 @@ pub(crate) struct Task {
     body: UnsafeCell<Body>,
     /// Owner-thread-only: the coroutine's yielder, set when it first runs.
     yielder: Cell<*const Yielder<(), Suspend>>,
+    /// The spawn closure, then the result for the `JoinHandle` (one allocation per spawn).
+    pub(crate) slot: Slot,
 }
 
 // The only non-thread-safe fields are `body` and `yielder`. Both are accessed only by
 // `Task::take_fresh`, `Task::install`, `Task::resume`, `Task::finish*`, `Task::suspend` and
 // `Task::set_yielder`, which the scheduler calls only on the thread of the task's owner worker,
 // and only while the worker holds the task (popped from its own queues) or while the task runs
-// on that thread. Before the first resume the body is `Body::Fresh`: a `Send` closure (spawn
-// requires it) and a `Send` stack, so moving an unstarted task between threads (stealing) moves
-// only `Send` data. Once started, a task is
+// on that thread. Before the first resume the body is `Body::Fresh`: a `Send` stack, and the
+// slot holds the `Send` closure (spawn requires it), so moving an unstarted task between threads
+// (stealing) moves only `Send` data. Once started, a task is
 // pinned (`owner` never changes), so thread-locals and `!Send` guards held across a park stay
 // on the thread that created them. `Drop` never unwinds a suspended coroutine (it leaks it).
 // SAFETY: by the rules above, only `Send` data ever crosses threads and the rest stays on the
@@ -143,24 +139,27 @@ unsafe impl Send for Task {}
 unsafe impl Sync for Task {}
 
 impl Task {
+    /// A never-run task (the caller puts it in an `Arc`, new or reused; see registry.rs).
     pub(crate) fn new(
         rt: &'static Shared,
         ident: CoroIdent,
         stack_size: usize,
-        start: StartFn,
+        slot: Slot,
         stack: Option<SlabStack>,
-    ) -> Arc<Task> {
-        Arc::new(Task {
+    ) -> Task {
+        Task {
             ident,
             rt,
-            born: crate::timer::coarse_now(),
+            // Relaxed: a timestamp; it publishes no other data (pairs with nothing).
+            born: rt.coarse_clock.load(Ordering::Relaxed),
             stack_size,
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),
             owner: AtomicUsize::new(NO_OWNER),
-            body: UnsafeCell::new(Body::Fresh(start, stack)),
+            body: UnsafeCell::new(Body::Fresh(stack)),
             yielder: Cell::new(std::ptr::null()),
-        })
+            slot,
+        }
     }
 
     pub(crate) fn phase(&self) -> u8 {
@@ -171,15 +170,16 @@ impl Task {
         WaitReason::from_u8(self.wait.load(Ordering::Relaxed))
     }
 
-    /// Takes the closure (and any preallocated stack) of a never-run task.
+    /// Claims a never-run task: `Some` (with any preallocated stack) exactly once, after
+    /// which the caller starts `slot` (see `Slot::start`).
     ///
     /// # Safety
     /// Owner thread only (the worker that just claimed the task), before the first resume.
-    pub(crate) unsafe fn take_fresh(&self) -> Option<(StartFn, Option<SlabStack>)> {
+    pub(crate) unsafe fn take_fresh(&self) -> Option<Option<SlabStack>> {
         // SAFETY: caller contract: no other reference to the body exists.
         let body = unsafe { &mut *self.body.get() };
         match std::mem::replace(body, Body::Finished) {
-            Body::Fresh(f, s) => Some((f, s)),
+            Body::Fresh(s) => Some(s),
             other => {
                 *body = other;
                 None

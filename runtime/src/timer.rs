@@ -15,7 +15,7 @@ use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::park::Unparker;
 
@@ -28,31 +28,6 @@ fn epoch() -> Instant {
 /// Monotonic nanoseconds since the runtime's epoch (Go's `nanotime`).
 pub(crate) fn nanotime() -> u64 {
     epoch().elapsed().as_nanos() as u64
-}
-
-/// A cheap, coarse (a few ms) monotonic `Instant` (CLOCK_MONOTONIC_COARSE), for ages in
-/// dumps: reading it costs a few ns where `Instant::now` costs ~20.
-pub(crate) fn coarse_now() -> Instant {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    let coarse = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-    // Map onto Instant through one precise reading per thread.
-    thread_local! {
-        static BASE: (Instant, Duration) = {
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            // SAFETY: as above.
-            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-            (Instant::now(), Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-        };
-    }
-    BASE.with(|(i, d)| match coarse.checked_sub(*d) {
-        Some(delta) => *i + delta,
-        None => *i,
-    })
 }
 
 /// Converts an `Instant` to nanotime, saturating (past: 0; far future: u64::MAX - 1).
@@ -253,6 +228,7 @@ pub(crate) fn add_timer_nanos(when: u64, action: TimerAction) -> TimerHandle {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
 
     fn leak_heap() -> &'static TimerHeap {
         Box::leak(Box::new(TimerHeap::new()))

@@ -87,6 +87,9 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) blocking: BlockingPool,
     pub(crate) next_id: AtomicU64,
+    /// A coarse `nanotime`, refreshed by the monitor at each of its checks (at most ~50 ms
+    /// stale): spawns stamp their task's birth with it instead of reading a clock.
+    pub(crate) coarse_clock: AtomicU64,
     pub(crate) shutdown: AtomicBool,
     /// Outside-worker counters (spawns from plain threads).
     pub(crate) outside: Counters,
@@ -124,6 +127,7 @@ impl Shared {
                 format!("{}-blocking", cfg.thread_name),
             ),
             next_id: AtomicU64::new(1),
+            coarse_clock: AtomicU64::new(crate::timer::nanotime()),
             shutdown: AtomicBool::new(false),
             outside: Counters::default(),
             cfg,

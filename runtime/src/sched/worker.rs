@@ -149,7 +149,7 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     } else {
         None
     };
-    if let Some((start, pre)) = fresh {
+    if let Some(pre) = fresh {
         // Release: pairs with the Acquire load in `Shared::ready`.
         task.owner.store(c.index, Ordering::Release);
         let stack = match pre {
@@ -160,17 +160,23 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
             Ok(stack) => {
                 let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), Suspend>, ()| {
                     match current_task() {
-                        Some(t) => t.set_yielder(y),
+                        Some(t) => {
+                            t.set_yielder(y);
+                            // SAFETY: this body runs once, for the task whose `take_fresh`
+                            // returned `Some` on this, its owner, thread.
+                            unsafe { t.slot.start(None) };
+                        }
                         None => crate::overflow::throw("coroutine body: no current task"),
                     }
-                    start.start(None);
                 });
                 // SAFETY: owner thread, right after take_fresh.
                 unsafe { task.install(coro) };
             }
             Err(e) => {
                 eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
-                start.start(Some(e));
+                // SAFETY: `take_fresh` returned `Some` just above on this thread, and the
+                // closure is never run (no coroutine was built).
+                unsafe { task.slot.start(Some(e)) };
                 task.finish_unstarted();
                 w.counters.finished.fetch_add(1, Ordering::Relaxed);
                 return;

@@ -13,6 +13,7 @@
 //! Differences from Go: tasks that have run are pinned to their worker (see task.rs), so only
 //! never-run tasks are stolen; there is no preemption (the watchdog in monitor.rs reports a
 //! worker stuck in one coroutine instead).
+pub(crate) mod local;
 pub(crate) mod runq;
 pub(crate) mod worker;
 

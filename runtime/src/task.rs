@@ -206,16 +206,14 @@ impl Task {
         if self.state.load(Ordering::Acquire) & PHASE != RUNNING {
             self.state.fetch_or(RUNNING, Ordering::AcqRel);
         }
-        overflow::set_running(&self.ident);
+        // (The overflow handler names the coroutine through the worker's current task.)
         // SAFETY: the caller guarantees we are on the owner thread and not re-entrant, so no
         // other reference to the body exists.
         let body = unsafe { &mut *self.body.get() };
-        let r = match body {
+        match body {
             Body::Started(c) => c.resume(()),
             _ => overflow::throw("Task::resume: task not started or finished"),
-        };
-        overflow::set_running(std::ptr::null());
-        r
+        }
     }
 
     /// After the coroutine returned: marks DONE and hands back its stack.

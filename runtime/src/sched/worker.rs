@@ -49,6 +49,7 @@ thread_local! {
     static CTX: Cell<Option<&'static WorkerCtx>> = const { Cell::new(None) };
 }
 
+#[inline]
 fn ctx() -> Option<&'static WorkerCtx> {
     CTX.with(|c| c.get())
 }
@@ -62,6 +63,7 @@ pub(crate) fn current_index(rt: &Shared) -> Option<usize> {
 }
 
 /// The running task, if the caller runs inside a coroutine.
+#[inline]
 pub(crate) fn current_task() -> Option<&'static Task> {
     let c = ctx()?;
     let p = c.current.get();
@@ -73,6 +75,24 @@ pub(crate) fn current_task() -> Option<&'static Task> {
     // non-null) has stopped running. The `'static` is a crate-internal convenience.
     // SAFETY: so `p` points to a live task while any caller can hold this reference.
     Some(unsafe { &*p })
+}
+
+/// The identity of the task this thread is resuming, or null; for the stack-overflow
+/// handler. Async-signal-safe: `CTX` is a const-initialised thread-local without destructor
+/// (a plain TLS load) and `current` a plain field. A non-null result stays valid while the
+/// task is resumed (see [`current_task`]).
+pub(crate) fn running_ident() -> *const crate::overflow::CoroIdent {
+    match ctx() {
+        Some(c) => {
+            let p = c.current.get();
+            if p.is_null() {
+                return std::ptr::null();
+            }
+            // SAFETY: as in `current_task`: a non-null `current` points to a live task.
+            unsafe { &(*p).ident }
+        }
+        None => std::ptr::null(),
+    }
 }
 
 /// An owned handle to the running task.
@@ -88,6 +108,7 @@ pub(crate) fn current_task_arc() -> Option<Arc<Task>> {
 }
 
 /// Readies `task` on the current thread if it is the owner worker of `rt`.
+#[inline]
 pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Result<(), Arc<Task>> {
     match ctx() {
         Some(c) if c.index == owner && std::ptr::eq(c.rt, rt) => {

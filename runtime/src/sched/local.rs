@@ -1,116 +1,104 @@
 //! The worker's local FIFO of pinned runnable tasks (part of Go's `p.runq`, for the tasks
 //! that have run; never-run tasks live in the stealable ring in runq.rs).
 //!
-//! What: an unbounded ring buffer (power-of-two capacity, grows by doubling) that only its
-//! worker thread touches. It replaces a `RefCell<VecDeque>`: a yield pushes and pops once per
+//! What: a FIFO that only its worker thread touches: a fixed ring of 256 slots (indices
+//! masked by a constant, so no bounds check and no capacity load) plus an unbounded spill
+//! `VecDeque` for bursts. It replaces a `RefCell<VecDeque>`: a yield pushes and pops once per
 //! switch, and the borrow flag plus `VecDeque`'s index wrapping were a measurable part of the
 //! switch cost.
 //!
 //! Invariants:
 //! - `!Sync` (it holds an `UnsafeCell`), so only the thread that owns the `WorkerCtx` reaches
-//!   it; every method takes `&self`, creates the only `&mut Ring` for the duration of the call
+//!   it; every method takes `&self`, creates the only `&mut Inner` for the duration of the call
 //!   and runs no foreign code meanwhile (no callbacks, no `T` destructor: slots are moved in
 //!   and out, never overwritten while full), so the `&mut` is never aliased, even re-entrantly.
-//! - Slots in `head..tail` (wrapping u32 indices, masked by `cap - 1`) are `Some`, the others
-//!   `None`; `tail - head <= cap`.
+//! - Ring slots in `head..tail` (wrapping u32 indices, masked by `RING - 1`) are `Some`, the
+//!   others `None`; `tail - head <= RING`.
+//! - FIFO order: every item in the ring is older than every item in `spill` (a push goes to
+//!   the ring only while `spill` is empty), so pop takes the ring first, then `spill`.
 //!
 //! Go counterpart: the local half of `runqput`/`runqget`; Go's ring is bounded and spills to
-//! the global queue, ours is unbounded because pinned tasks cannot move to another worker.
+//! the global queue, ours spills to a private queue because pinned tasks cannot move to
+//! another worker.
 use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+
+const RING: usize = 256;
 
 pub(crate) struct LocalQueue<T> {
-    ring: UnsafeCell<Ring<T>>,
+    inner: UnsafeCell<Inner<T>>,
 }
 
-struct Ring<T> {
-    buf: Box<[Option<T>]>,
+struct Inner<T> {
+    ring: [Option<T>; RING],
     head: u32,
     tail: u32,
+    spill: VecDeque<T>,
 }
-
-const MIN_CAP: usize = 64;
 
 impl<T> LocalQueue<T> {
     pub(crate) fn new() -> LocalQueue<T> {
         LocalQueue {
-            ring: UnsafeCell::new(Ring {
-                buf: (0..MIN_CAP).map(|_| None).collect(),
+            inner: UnsafeCell::new(Inner {
+                ring: [const { None }; RING],
                 head: 0,
                 tail: 0,
+                spill: VecDeque::new(),
             }),
         }
     }
 
-    /// Runs `f` with exclusive access to the ring.
+    /// Runs `f` with exclusive access to the queue.
     #[inline(always)]
-    fn with<R>(&self, f: impl FnOnce(&mut Ring<T>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner<T>) -> R) -> R {
         // SAFETY: `LocalQueue` is `!Sync`, so only one thread reaches it, and the callers
         // below are the only users of `with`: each runs a short operation that calls no foreign
-        // code (no `T` drop, no callback), so no other `&mut Ring` can exist meanwhile.
-        f(unsafe { &mut *self.ring.get() })
+        // code (no `T` drop, no callback), so no other `&mut Inner` can exist meanwhile.
+        f(unsafe { &mut *self.inner.get() })
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.with(|r| r.tail.wrapping_sub(r.head) as usize)
+        self.with(|q| q.tail.wrapping_sub(q.head) as usize + q.spill.len())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.with(|r| r.tail == r.head)
+        self.with(|q| q.tail == q.head && q.spill.is_empty())
     }
 
     #[inline]
     pub(crate) fn push_back(&self, t: T) {
-        self.with(|r| {
-            if r.tail.wrapping_sub(r.head) as usize == r.buf.len() {
-                r.grow();
+        self.with(|q| {
+            if q.tail.wrapping_sub(q.head) as usize == RING || !q.spill.is_empty() {
+                q.spill.push_back(t);
+                return;
             }
-            let mask = r.buf.len() - 1;
-            let slot = &mut r.buf[r.tail as usize & mask];
+            let slot = &mut q.ring[q.tail as usize % RING];
             if slot.is_some() {
                 crate::overflow::throw("LocalQueue::push_back: slot in use");
             }
             *slot = Some(t);
-            r.tail = r.tail.wrapping_add(1);
+            q.tail = q.tail.wrapping_add(1);
         })
     }
 
     #[inline]
     pub(crate) fn pop_front(&self) -> Option<T> {
-        self.with(|r| {
-            if r.head == r.tail {
-                return None;
+        self.with(|q| {
+            if q.head == q.tail {
+                return q.spill.pop_front();
             }
-            let mask = r.buf.len() - 1;
-            let t = r.buf[r.head as usize & mask].take();
-            r.head = r.head.wrapping_add(1);
+            let t = q.ring[q.head as usize % RING].take();
+            q.head = q.head.wrapping_add(1);
             t
         })
     }
 
-    /// Pushes every item in order. The iterator (foreign code) runs outside the ring's borrow.
+    /// Pushes every item in order. The iterator (foreign code) runs outside the queue's borrow.
     pub(crate) fn push_all(&self, iter: impl IntoIterator<Item = T>) {
         for t in iter {
             self.push_back(t);
         }
-    }
-}
-
-impl<T> Ring<T> {
-    #[cold]
-    fn grow(&mut self) {
-        let cap = self.buf.len();
-        if cap > (u32::MAX as usize) / 2 {
-            crate::overflow::throw("LocalQueue::grow: too many runnable tasks");
-        }
-        let mut buf: Box<[Option<T>]> = (0..cap * 2).map(|_| None).collect();
-        for (k, slot) in buf.iter_mut().take(cap).enumerate() {
-            *slot = self.buf[self.head.wrapping_add(k as u32) as usize & (cap - 1)].take();
-        }
-        // The old buffer holds only `None`s now: dropping it runs no `T` destructor.
-        self.buf = buf;
-        self.head = 0;
-        self.tail = cap as u32;
     }
 }
 
@@ -136,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn grows_while_wrapped() {
+    fn spills_while_wrapped_and_keeps_order() {
         let q = LocalQueue::new();
         // Move head/tail off zero so that the ring is wrapped when it fills.
         for i in 0..40 {

@@ -189,8 +189,7 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     match r {
         CoroutineResult::Yield(Suspend::Park) => {}
         CoroutineResult::Yield(Suspend::Yield) => {
-            // The phase stays RUNNING while queued after a yield: unparkers treat RUNNING and
-            // RUNNABLE alike (they set NOTIFIED), so the two atomic RMWs would buy nothing.
+            // The phase stays RUNNING while queued (see the state machine in task.rs).
             c.local.push_back(task);
         }
         CoroutineResult::Return(()) => finish_task(c, task),

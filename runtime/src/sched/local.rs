@@ -69,9 +69,11 @@ impl<T> LocalQueue<T> {
     #[inline]
     pub(crate) fn push_back(&self, t: T) {
         self.with(|q| {
-            if q.tail.wrapping_sub(q.head) as usize == RING || !q.spill.is_empty() {
-                q.spill.push_back(t);
-                return;
+            if q.tail.wrapping_sub(q.head) as usize == RING {
+                return q.push_spill(t);
+            }
+            if !q.spill.is_empty() {
+                return q.push_spill(t);
             }
             let slot = &mut q.ring[q.tail as usize % RING];
             if slot.is_some() {
@@ -99,6 +101,14 @@ impl<T> LocalQueue<T> {
         for t in iter {
             self.push_back(t);
         }
+    }
+}
+
+impl<T> Inner<T> {
+    #[cold]
+    #[inline(never)]
+    fn push_spill(&mut self, t: T) {
+        self.spill.push_back(t);
     }
 }
 

@@ -174,9 +174,10 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
         return;
     }
     c.current.set(Arc::as_ptr(&task));
-    // `running_id` is cleared when the worker leaves the fast path (`find_runnable_slow`),
-    // not after every resume: between two resumes on the fast path the worker runs only the
-    // few instructions of the switch, and the monitor keys on `switches` anyway.
+    // `running_id` is cleared when the worker leaves the fast path (`find_runnable_slow`) or
+    // does slower work between coroutines (`start_fresh`, `finish_task`), not after every
+    // resume: between two resumes on the fast path the worker runs only the few instructions
+    // of the switch, and the monitor keys on `switches` anyway.
     w.running_id.store(task.ident.id, Ordering::Relaxed);
     // Each worker is the only writer of its counters: a plain load+store is enough.
     let sw = &w.counters.switches;
@@ -201,6 +202,8 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
 #[cold]
 #[inline(never)]
 fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
+    // Between coroutines (a stack allocation may take a while): see `run_task`.
+    c.w.running_id.store(0, Ordering::Relaxed);
     if task.owner.load(Ordering::Relaxed) != NO_OWNER {
         crate::overflow::throw("run_task: task pinned to another worker");
     }
@@ -240,6 +243,7 @@ fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
 #[cold]
 #[inline(never)]
 fn finish_task(c: &'static WorkerCtx, task: Arc<Task>) {
+    c.w.running_id.store(0, Ordering::Relaxed);
     // SAFETY: owner thread, the coroutine just returned.
     let stack = unsafe { task.finish() };
     c.rt.stacks.free(stack, c.index);

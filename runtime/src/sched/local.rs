@@ -12,6 +12,8 @@
 //!   it; every method takes `&self`, creates the only `&mut Inner` for the duration of the call
 //!   and runs no foreign code meanwhile (no callbacks, no `T` destructor: slots are moved in
 //!   and out, never overwritten while full), so the `&mut` is never aliased, even re-entrantly.
+//!   (The one call out is the global allocator when `spill` grows; a `GlobalAlloc`, an
+//!   `unsafe impl`, that re-entered the scheduler would be outside anything gort supports.)
 //! - Ring slots in `head..tail` (wrapping u32 indices, masked by `RING - 1`) are `Some`, the
 //!   others `None`; `tail - head <= RING`.
 //! - FIFO order: every item in the ring is older than every item in `spill` (a push goes to

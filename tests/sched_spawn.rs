@@ -101,6 +101,62 @@ fn yield_loop_does_not_starve() {
     assert!(spinner.join().unwrap() > 0);
 }
 
+/// A yield loop must not starve work that arrives from outside the worker: a spawn from a
+/// plain thread (global injector) and a wake-up from a plain thread (the worker's inbox).
+/// The worker's switch fast path skips both; they must still be seen.
+#[test]
+fn yield_loop_does_not_starve_injector_or_inbox() {
+    let rt = runtime::Builder::new().workers(1).build().unwrap();
+    let (tx, rx) = gort::chan::bounded::<()>(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let woken = Arc::new(AtomicBool::new(false));
+    let w2 = woken.clone();
+    // Parks in `recv` before the spinner starts; the plain-thread send wakes it via the inbox.
+    let waiter = rt.spawn(move || {
+        rx.recv().unwrap();
+        w2.store(true, Ordering::SeqCst);
+    });
+    let s1 = stop.clone();
+    let w1 = woken.clone();
+    let spinner = rt.spawn(move || {
+        let mut n = 0u64;
+        while !(s1.load(Ordering::SeqCst) && w1.load(Ordering::SeqCst)) {
+            gort::yield_now();
+            n += 1;
+            assert!(n < 50_000_000, "injected or woken coroutine never ran");
+        }
+        n
+    });
+    tx.send(()).unwrap(); // from this plain thread: inbox
+    let s2 = stop.clone();
+    rt.spawn(move || s2.store(true, Ordering::SeqCst)) // from this plain thread: injector
+        .join()
+        .unwrap();
+    waiter.join().unwrap();
+    assert!(spinner.join().unwrap() > 0);
+}
+
+/// Shutting a runtime down while a coroutine yields forever returns (the worker checks for
+/// shutdown at least every 61 switches).
+#[test]
+fn shutdown_with_a_yield_loop_running() {
+    let rt = runtime::Builder::new()
+        .workers(1)
+        .watchdog(None)
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
+    let _spinner = rt.spawn(move || loop {
+        s.store(true, Ordering::SeqCst);
+        gort::yield_now();
+    });
+    while !started.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    rt.shutdown();
+}
+
 /// Two coroutines that keep waking each other (runnext ping-pong) must not starve a third.
 #[test]
 fn runnext_pingpong_does_not_starve_queue() {

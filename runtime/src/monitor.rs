@@ -225,10 +225,18 @@ pub(crate) fn dump(rt: &Shared) -> String {
     let mut tasks = rt.registry.snapshot();
     tasks.sort_by_key(|t| t.ident.id);
     let now = nanotime();
+    // A started task stays RUNNING while queued (see task.rs): it runs only if a worker says
+    // so. (`running_id` may lag a few instructions behind a switch; good enough for a dump.)
+    let on_cpu: Vec<u64> = rt
+        .workers
+        .iter()
+        .map(|w| w.running_id.load(Ordering::Relaxed))
+        .collect();
     let mut out = String::new();
     for t in tasks {
         let state = match t.phase() {
-            RUNNING => "running".to_string(),
+            RUNNING if on_cpu.contains(&t.ident.id) => "running".to_string(),
+            RUNNING => "runnable".to_string(),
             RUNNABLE => "runnable".to_string(),
             PARKED => reason_str(t.wait_reason()).to_string(),
             _ => "dead".to_string(),

@@ -3,14 +3,16 @@
 //! What: a process-wide SIGSEGV/SIGBUS handler (run on a per-worker alternate signal
 //! stack, since the faulting stack is the one that is full). If the fault address is
 //! in a coroutine stack's guard page (`stack::find_guard`), it prints which coroutine
-//! overflowed (from the thread-local [`CoroIdent`] the scheduler sets around each
-//! resume) and aborts. Any other fault is passed on to the handler that was installed
+//! overflowed (the worker's current task, `sched::worker::running_ident`, which the
+//! scheduler sets around each resume anyway; or, for a coroutine resumed outside a worker, the
+//! thread-local [`CoroIdent`] given to [`set_running`]) and aborts. Any other fault is passed on to the handler that was installed
 //! before ours (Rust's std has one for thread guard pages), or to the default action.
 //! [`throw`] is the runtime's "broken invariant" exit.
 //!
 //! Invariants: the handler is async-signal-safe: no allocation, no locks, numbers are
 //! formatted by hand into a stack buffer, output goes through `write(2)`. The pointer
-//! given to [`set_running`] stays valid until it is replaced (scheduler's contract).
+//! given to [`set_running`] stays valid until it is replaced (caller's contract); the
+//! worker's current task stays alive while it is set (see `worker::current_task`).
 //!
 //! Go counterpart: `runtime.throw` / `fatal error: stack overflow`, and the
 //! `sigtramp`/`sighandler` chaining to pre-existing handlers (`sigfwdgo`). Go detects
@@ -41,8 +43,11 @@ thread_local! {
     static ALT_STACK: RefCell<Option<AltStack>> = const { RefCell::new(None) };
 }
 
-/// Records the coroutine the current thread is about to run (null: none). `p` must stay
-/// valid until the next call on this thread; the signal handler reads it.
+/// Records the coroutine the current thread is about to run (null: none), for coroutines
+/// resumed outside a worker (the worker loop does not call it: the handler asks the worker
+/// for its current task, which saves two TLS writes per switch). `p` must stay valid until
+/// the next call on this thread; the signal handler reads it.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn set_running(p: *const CoroIdent) {
     RUNNING.with(|r| r.set(p));
 }
@@ -145,9 +150,13 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     // SIGBUS, for which si_addr is the faulting address.
     let addr = unsafe { (*info).si_addr() } as usize;
     if let Some(hit) = crate::stack::find_guard(addr) {
-        let p = RUNNING.with(|r| r.get());
-        // SAFETY: `set_running`'s contract: a non-null pointer is valid until replaced,
-        // and this thread was running that coroutine when it faulted.
+        let mut p = RUNNING.with(|r| r.get());
+        if p.is_null() {
+            p = crate::sched::worker::running_ident();
+        }
+        // SAFETY: `set_running`'s contract (a non-null pointer is valid until replaced), or
+        // `running_ident`'s (valid while this thread resumes that task, which it was doing when
+        // it faulted in a coroutine guard page).
         let who = unsafe { p.as_ref() };
         let mut m = Msg::new();
         overflow_message(&mut m, who, hit.usable_size);

@@ -121,6 +121,7 @@ pub fn park() {
 }
 
 /// [`park`] that records what the coroutine waits for (shown in goroutine dumps).
+#[inline]
 pub fn park_reason(why: WaitReason) {
     match worker::current_task() {
         Some(t) => t.park(why),

@@ -167,6 +167,11 @@ where
 }
 
 /// Lets other coroutines run (Go's `runtime.Gosched`); on a plain thread, yields the thread.
+// Inlined (with `Task::yield_now` and `Task::suspend`) so that the switch happens in the
+// caller's frame: every frame live across a coroutine switch costs a mispredicted return on
+// the way out after the resume, because the CPU's return-stack buffer then holds the
+// worker's frames. Measured: yield_pingpong ~80 -> ~40 ns per round trip.
+#[inline]
 pub fn yield_now() {
     match worker::current_task() {
         Some(t) => t.yield_now(),

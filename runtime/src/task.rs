@@ -7,11 +7,15 @@
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
-//! - the owner worker moves `RUNNABLE -> RUNNING` before resuming, preserving `NOTIFIED`; a
-//!   task that yielded stays `RUNNING` while queued (unparkers treat both phases alike);
+//! - `RUNNABLE` is the phase of a task that never ran; the owner worker moves it to `RUNNING`
+//!   before the first resume, preserving `NOTIFIED`;
+//! - a started task is `RUNNING` while it runs and while it is queued (after a yield or a
+//!   wake-up): unparkers treat a queued task like a running one (they set `NOTIFIED`), so a
+//!   separate queued phase would cost an atomic RMW per switch and buy nothing (the goroutine
+//!   dump tells queued from running by the workers' `running_id`);
 //! - the task itself, in [`Task::park`], either consumes `NOTIFIED` and returns, or moves
 //!   `RUNNING -> PARKED` and suspends;
-//! - [`Task::unpark`] (any thread) moves `PARKED -> RUNNABLE` and enqueues the task on its
+//! - [`Task::unpark`] (any thread) moves `PARKED -> RUNNING` and enqueues the task on its
 //!   owner, or sets `NOTIFIED` when the task is not parked, so no wake-up is ever lost.
 //!
 //! Park has `std::thread::park` semantics: it may return spuriously, and every waiter loops
@@ -201,21 +205,21 @@ impl Task {
     /// # Safety
     /// Must be called on the owner worker's thread, after `install`, never re-entrantly.
     pub(crate) unsafe fn resume(&self) -> CoroutineResult<Suspend, ()> {
-        // Phase RUNNABLE (0) -> RUNNING (1), keeping NOTIFIED. AcqRel: pairs with the unparker's
-        // CAS that moved us to RUNNABLE (we see what it wrote before waking us).
+        // First run only: phase RUNNABLE (0) -> RUNNING (1), keeping NOTIFIED (an unparker may
+        // set it concurrently, hence an RMW). A woken task is already RUNNING: the Acquire load
+        // pairs with the unparker's AcqRel CAS in `unpark` (we see what it wrote before waking
+        // us), and the AcqRel RMW with the CAS of an unparker that set NOTIFIED meanwhile.
         if self.state.load(Ordering::Acquire) & PHASE != RUNNING {
             self.state.fetch_or(RUNNING, Ordering::AcqRel);
         }
-        overflow::set_running(&self.ident);
+        // (The overflow handler names the coroutine through the worker's current task.)
         // SAFETY: the caller guarantees we are on the owner thread and not re-entrant, so no
         // other reference to the body exists.
         let body = unsafe { &mut *self.body.get() };
-        let r = match body {
+        match body {
             Body::Started(c) => c.resume(()),
             _ => overflow::throw("Task::resume: task not started or finished"),
-        };
-        overflow::set_running(std::ptr::null());
-        r
+        }
     }
 
     /// After the coroutine returned: marks DONE and hands back its stack.
@@ -242,7 +246,9 @@ impl Task {
         self.yielder.set(y as *const _);
     }
 
-    /// Suspends the running coroutine (which must be `self`) back to its worker.
+    /// Suspends the running coroutine (which must be `self`) back to its worker. Inlined:
+    /// frames live across the switch cost mispredicted returns (see `spawn::yield_now`).
+    #[inline]
     fn suspend(&self, why: Suspend) {
         let y = self.yielder.get();
         if y.is_null() {
@@ -255,11 +261,14 @@ impl Task {
     }
 
     /// `yield_now` for the running task.
+    #[inline]
     pub(crate) fn yield_now(&self) {
         self.suspend(Suspend::Yield);
     }
 
     /// Parks the running task (which must be `self`) until unparked; may return spuriously.
+    /// Inlined into its callers (see `spawn::yield_now`: one frame less across the switch).
+    #[inline]
     pub(crate) fn park(&self, why: WaitReason) {
         // Every transition here is a read-modify-write, never a plain store: the caller checks
         // its wait condition right after `park` returns, and an unparker publishes the
@@ -311,7 +320,8 @@ impl Task {
         loop {
             let (new, wake) = match cur & PHASE {
                 DONE => return,
-                PARKED => (RUNNABLE, true),
+                // Straight to RUNNING (see the state machine): the owner needs no RMW to resume.
+                PARKED => (RUNNING, true),
                 // Even when NOTIFIED looks set, confirm with an RMW (`cur -> cur`): the plain
                 // load may be stale, the token already consumed by a `park` whose condition
                 // check did not yet see what our caller published (see `park`).

@@ -105,7 +105,9 @@ impl Token {
     }
 
     /// Parks until a peer selected the token and finished its transfer (true), or until the
-    /// deadline passed and the owner aborted the token (false).
+    /// deadline passed and the owner aborted the token (false). Inlined: one frame less
+    /// across the switch (see `spawn::yield_now`).
+    #[inline]
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
         loop {
             if self.done.load(Ordering::Acquire) {

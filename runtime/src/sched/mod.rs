@@ -13,6 +13,7 @@
 //! Differences from Go: tasks that have run are pinned to their worker (see task.rs), so only
 //! never-run tasks are stolen; there is no preemption (the watchdog in monitor.rs reports a
 //! worker stuck in one coroutine instead).
+pub(crate) mod local;
 pub(crate) mod runq;
 pub(crate) mod worker;
 
@@ -150,17 +151,24 @@ impl Shared {
     }
 
     /// Makes an unparked (started, hence pinned) task runnable on its owner worker.
+    #[inline]
     pub(crate) fn ready(&'static self, task: Arc<Task>) {
-        // Acquire: pairs with the owner's Release store in `worker::run_task` before the first
-        // resume (a parked task has run, so `owner` is set).
+        // Acquire: pairs with the owner's Release store in `worker::start_fresh` before the
+        // first resume (a parked task has run, so `owner` is set).
         let owner = task.owner.load(Ordering::Acquire);
+        // The common case (a coroutine wakes a peer of its own worker) stays inline.
+        if let Err(task) = worker::try_ready_local(self, owner, task) {
+            self.ready_remote(owner, task);
+        }
+    }
+
+    /// [`Shared::ready`] from another thread than the owner's: through the owner's inbox.
+    #[cold]
+    #[inline(never)]
+    fn ready_remote(&'static self, owner: usize, task: Arc<Task>) {
         if owner >= self.workers.len() {
             crate::overflow::throw("Shared::ready: parked task has no owner");
         }
-        let task = match worker::try_ready_local(self, owner, task) {
-            Ok(()) => return,
-            Err(t) => t,
-        };
         let w = &self.workers[owner];
         w.inbox
             .lock()

@@ -2,35 +2,44 @@
 //!
 //! Each worker thread owns a [`WorkerCtx`] (thread-local): `runnext` (the task readied most
 //! recently on this worker, run next for latency, as Go's `runnext`), a local FIFO of pinned
-//! runnable tasks, and the id of the coroutine it runs. Search order in [`find_runnable`]:
-//! every 61st tick timers and netpoll are checked and the global injector, the fresh ring,
-//! then the local FIFO come first (fairness: a pair of tasks waking each other through `runnext`, or a
-//! yield loop, cannot starve the rest, and I/O and timers are checked at least every 61
-//! ticks); otherwise inbox, runnext, local FIFO, fresh ring, injector, timers, netpoll,
-//! stealing, and finally sleep.
+//! runnable tasks (sched/local.rs, owner-thread only), and the id of the coroutine it runs.
+//! Search order in [`find_runnable_slow`]: every 61st tick (shutdown,) timers and netpoll are
+//! checked and the global injector, the fresh ring, then the local FIFO come first (fairness:
+//! a pair of tasks waking each other through `runnext`, or a yield loop, cannot starve the
+//! rest, and I/O, timers and shutdown are checked at least every 61 ticks); otherwise inbox,
+//! runnext, local FIFO, fresh ring, injector, timers, netpoll, stealing, and finally sleep.
+//!
+//! Switch fast path ([`find_runnable`], [`run_task`]): when no periodic check is due, the
+//! inbox is empty and the worker is not spinning, the slow search above would return
+//! `runnext` or the local head anyway, so the fast path takes them directly. It is the only
+//! code between two coroutine switches: `running_id` (watchdog) is cleared only when the
+//! worker leaves it, and fresh-task setup and finishing are out of line.
 //!
 //! Sleeping: an idle worker either becomes the one poller (blocks in `epoll_wait` with the
 //! nearest timer as timeout) or sleeps on its thread parker. Before it sleeps it publishes its
 //! state, then re-checks every source of work (see sched/mod.rs for the ordering argument).
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::Cell;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
-use super::{Shared, AWAKE, SLEEP_FUTEX, SLEEP_POLL};
+use super::local::LocalQueue;
+use super::{Shared, WorkerShared, AWAKE, SLEEP_FUTEX, SLEEP_POLL};
 use crate::task::{Suspend, Task, NO_OWNER};
 use crate::timer::nanotime;
 
 pub(crate) struct WorkerCtx {
     pub(crate) rt: &'static Shared,
+    /// `&rt.workers[index]`, cached: the switch path uses it several times.
+    w: &'static WorkerShared,
     pub(crate) index: usize,
-    runnext: RefCell<Option<Arc<Task>>>,
-    local: RefCell<VecDeque<Arc<Task>>>,
+    runnext: Cell<Option<Arc<Task>>>,
+    local: LocalQueue<Arc<Task>>,
     /// The task being resumed on this thread (null in scheduler code). Points at a task kept
     /// alive by the registry until it finishes.
     current: Cell<*const Task>,
+    /// Ticks left until the periodic fairness check (counts down from `PERIOD - 1` to 0).
     tick: Cell<u32>,
     rng: Cell<u64>,
     spinning: Cell<bool>,
@@ -40,6 +49,7 @@ thread_local! {
     static CTX: Cell<Option<&'static WorkerCtx>> = const { Cell::new(None) };
 }
 
+#[inline]
 fn ctx() -> Option<&'static WorkerCtx> {
     CTX.with(|c| c.get())
 }
@@ -53,6 +63,7 @@ pub(crate) fn current_index(rt: &Shared) -> Option<usize> {
 }
 
 /// The running task, if the caller runs inside a coroutine.
+#[inline]
 pub(crate) fn current_task() -> Option<&'static Task> {
     let c = ctx()?;
     let p = c.current.get();
@@ -64,6 +75,24 @@ pub(crate) fn current_task() -> Option<&'static Task> {
     // non-null) has stopped running. The `'static` is a crate-internal convenience.
     // SAFETY: so `p` points to a live task while any caller can hold this reference.
     Some(unsafe { &*p })
+}
+
+/// The identity of the task this thread is resuming, or null; for the stack-overflow
+/// handler. Async-signal-safe: `CTX` is a const-initialised thread-local without destructor
+/// (a plain TLS load) and `current` a plain field. A non-null result stays valid while the
+/// task is resumed (see [`current_task`]).
+pub(crate) fn running_ident() -> *const crate::overflow::CoroIdent {
+    match ctx() {
+        Some(c) => {
+            let p = c.current.get();
+            if p.is_null() {
+                return std::ptr::null();
+            }
+            // SAFETY: as in `current_task`: a non-null `current` points to a live task.
+            unsafe { &(*p).ident }
+        }
+        None => std::ptr::null(),
+    }
 }
 
 /// An owned handle to the running task.
@@ -79,12 +108,12 @@ pub(crate) fn current_task_arc() -> Option<Arc<Task>> {
 }
 
 /// Readies `task` on the current thread if it is the owner worker of `rt`.
+#[inline]
 pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Result<(), Arc<Task>> {
     match ctx() {
         Some(c) if c.index == owner && std::ptr::eq(c.rt, rt) => {
-            let old = c.runnext.borrow_mut().replace(task);
-            if let Some(old) = old {
-                c.local.borrow_mut().push_back(old);
+            if let Some(old) = c.runnext.replace(Some(task)) {
+                c.local.push_back(old);
             }
             Ok(())
         }
@@ -97,7 +126,7 @@ pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Res
 pub(crate) fn try_spawn_local(rt: &'static Shared, task: Arc<Task>) -> Result<(), Arc<Task>> {
     match ctx() {
         Some(c) if std::ptr::eq(c.rt, rt) => {
-            if let Err(batch) = rt.workers[c.index].runq.push(task) {
+            if let Err(batch) = c.w.runq.push(task) {
                 rt.inject_batch(batch);
             }
             rt.wake_idle();
@@ -122,11 +151,12 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
     let _ = rt.workers[index].thread.set(std::thread::current());
     let c: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
         rt,
+        w: &rt.workers[index],
         index,
-        runnext: RefCell::new(None),
-        local: RefCell::new(VecDeque::new()),
+        runnext: Cell::new(None),
+        local: LocalQueue::new(),
         current: Cell::new(std::ptr::null()),
-        tick: Cell::new(0),
+        tick: Cell::new(PERIOD - 1),
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
         spinning: Cell::new(false),
     }));
@@ -137,53 +167,17 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
     CTX.with(|x| x.set(None));
 }
 
+#[inline(always)]
 fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
-    let w = &c.rt.workers[c.index];
-    let owner = task.owner.load(Ordering::Relaxed);
-    if owner != NO_OWNER && owner != c.index {
-        crate::overflow::throw("run_task: task pinned to another worker");
-    }
-    let fresh = if owner == NO_OWNER {
-        // SAFETY: we are about to become the owner (claimed just below); no resume happened.
-        unsafe { task.take_fresh() }
-    } else {
-        None
-    };
-    if let Some(pre) = fresh {
-        // Release: pairs with the Acquire load in `Shared::ready`.
-        task.owner.store(c.index, Ordering::Release);
-        let stack = match pre {
-            Some(s) => Ok(s),
-            None => c.rt.stacks.alloc(task.stack_size, c.index),
-        };
-        match stack {
-            Ok(stack) => {
-                let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), Suspend>, ()| {
-                    match current_task() {
-                        Some(t) => {
-                            t.set_yielder(y);
-                            // SAFETY: this body runs once, for the task whose `take_fresh`
-                            // returned `Some` on this, its owner, thread.
-                            unsafe { t.slot.start(None) };
-                        }
-                        None => crate::overflow::throw("coroutine body: no current task"),
-                    }
-                });
-                // SAFETY: owner thread, right after take_fresh.
-                unsafe { task.install(coro) };
-            }
-            Err(e) => {
-                eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
-                // SAFETY: `take_fresh` returned `Some` just above on this thread, and the
-                // closure is never run (no coroutine was built).
-                unsafe { task.slot.start(Some(e)) };
-                task.finish_unstarted();
-                w.counters.finished.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
+    let w = c.w;
+    if task.owner.load(Ordering::Relaxed) != c.index && !start_fresh(c, &task) {
+        return;
     }
     c.current.set(Arc::as_ptr(&task));
+    // `running_id` is cleared when the worker leaves the fast path (`find_runnable_slow`) or
+    // does slower work between coroutines (`start_fresh`, `finish_task`), not after every
+    // resume: between two resumes on the fast path the worker runs only the few instructions
+    // of the switch, and the monitor keys on `switches` anyway.
     w.running_id.store(task.ident.id, Ordering::Relaxed);
     // Each worker is the only writer of its counters: a plain load+store is enough.
     let sw = &w.counters.switches;
@@ -192,28 +186,79 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     // sits in exactly one queue, so nobody else resumes it), and the worker loop never
     // resumes re-entrantly.
     let r = unsafe { task.resume() };
-    w.running_id.store(0, Ordering::Relaxed);
     c.current.set(std::ptr::null());
     match r {
         CoroutineResult::Yield(Suspend::Park) => {}
         CoroutineResult::Yield(Suspend::Yield) => {
-            // The phase stays RUNNING while queued after a yield: unparkers treat RUNNING and
-            // RUNNABLE alike (they set NOTIFIED), so the two atomic RMWs would buy nothing.
-            c.local.borrow_mut().push_back(task);
+            // The phase stays RUNNING while queued (see the state machine in task.rs).
+            c.local.push_back(task);
         }
-        CoroutineResult::Return(()) => {
-            // SAFETY: owner thread, the coroutine just returned.
-            let stack = unsafe { task.finish() };
-            c.rt.stacks.free(stack, c.index);
-            w.counters.finished.fetch_add(1, Ordering::Relaxed);
+        CoroutineResult::Return(()) => finish_task(c, task),
+    }
+}
+
+/// The task is not pinned to us: it must be a never-run task, which we claim and give a
+/// coroutine. False if it could not start (no stack); it is then finished.
+#[cold]
+#[inline(never)]
+fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
+    // Between coroutines (a stack allocation may take a while): see `run_task`.
+    c.w.running_id.store(0, Ordering::Relaxed);
+    if task.owner.load(Ordering::Relaxed) != NO_OWNER {
+        crate::overflow::throw("run_task: task pinned to another worker");
+    }
+    // SAFETY: we are about to become the owner (claimed just below); no resume happened.
+    let Some(pre) = (unsafe { task.take_fresh() }) else {
+        crate::overflow::throw("run_task: unowned task already started");
+    };
+    // Release: pairs with the Acquire load in `Shared::ready`.
+    task.owner.store(c.index, Ordering::Release);
+    let stack = match pre {
+        Some(s) => Ok(s),
+        None => c.rt.stacks.alloc(task.stack_size, c.index),
+    };
+    match stack {
+        Ok(stack) => {
+            let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), Suspend>, ()| {
+                match current_task() {
+                    Some(t) => {
+                        t.set_yielder(y);
+                        // SAFETY: this body runs once, for the task whose `take_fresh`
+                        // returned `Some` on this, its owner, thread.
+                        unsafe { t.slot.start(None) };
+                    }
+                    None => crate::overflow::throw("coroutine body: no current task"),
+                }
+            });
+            // SAFETY: owner thread, right after take_fresh.
+            unsafe { task.install(coro) };
+            true
+        }
+        Err(e) => {
+            eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
+            // SAFETY: `take_fresh` returned `Some` just above on this thread, and the
+            // closure is never run (no coroutine was built).
+            unsafe { task.slot.start(Some(e)) };
+            task.finish_unstarted();
+            c.w.counters.finished.fetch_add(1, Ordering::Relaxed);
+            false
         }
     }
 }
 
+#[cold]
+#[inline(never)]
+fn finish_task(c: &'static WorkerCtx, task: Arc<Task>) {
+    c.w.running_id.store(0, Ordering::Relaxed);
+    // SAFETY: owner thread, the coroutine just returned.
+    let stack = unsafe { task.finish() };
+    c.rt.stacks.free(stack, c.index);
+    c.w.counters.finished.fetch_add(1, Ordering::Relaxed);
+}
+
 #[inline]
 fn drain_inbox(c: &WorkerCtx) -> bool {
-    let w = &c.rt.workers[c.index];
-    if w.inbox_len.load(Ordering::SeqCst) == 0 {
+    if c.w.inbox_len.load(Ordering::SeqCst) == 0 {
         return false;
     }
     drain_inbox_slow(c)
@@ -221,16 +266,24 @@ fn drain_inbox(c: &WorkerCtx) -> bool {
 
 #[cold]
 fn drain_inbox_slow(c: &WorkerCtx) -> bool {
-    let w = &c.rt.workers[c.index];
+    let w = c.w;
     let mut inbox = w.inbox.lock().unwrap_or_else(|e| e.into_inner());
     let n = inbox.len();
     w.inbox_len.fetch_sub(n, Ordering::SeqCst);
-    c.local.borrow_mut().extend(inbox.drain(..));
+    c.local.push_all(inbox.drain(..));
     n > 0
 }
 
 fn pop_local(c: &WorkerCtx) -> Option<Arc<Task>> {
-    c.local.borrow_mut().pop_front()
+    c.local.pop_front()
+}
+
+/// Is `runnext` set? (A `Cell` cannot be peeked at: take and put back.)
+fn has_runnext(c: &WorkerCtx) -> bool {
+    let t = c.runnext.take();
+    let some = t.is_some();
+    c.runnext.set(t);
+    some
 }
 
 /// Takes one task from the injector and moves a batch into our ring (Go's `globrunqget`).
@@ -242,7 +295,7 @@ fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
     let mut q = rt.injector.lock().unwrap_or_else(|e| e.into_inner());
     let first = q.pop_front()?;
     let extra = (q.len() / rt.nworkers()).min(64);
-    let runq = &rt.workers[c.index].runq;
+    let runq = &c.w.runq;
     for _ in 0..extra {
         match q.pop_front() {
             Some(t) => match runq.push(t) {
@@ -270,17 +323,14 @@ fn steal(c: &WorkerCtx) -> Option<Arc<Task>> {
         return None;
     }
     let start = (next_rand(c) % n as u64) as usize;
-    let me = &rt.workers[c.index].runq;
+    let me = &c.w.runq;
     for k in 0..n {
         let v = (start + k) % n;
         if v == c.index {
             continue;
         }
         if let Some(t) = rt.workers[v].runq.steal_into(me) {
-            rt.workers[c.index]
-                .counters
-                .steals
-                .fetch_add(1, Ordering::Relaxed);
+            c.w.counters.steals.fetch_add(1, Ordering::Relaxed);
             return Some(t);
         }
     }
@@ -295,10 +345,7 @@ fn poll_and_timers(c: &'static WorkerCtx) {
         rt.run_timers(now);
     }
     if rt.poller.has_registrations() && rt.poller.try_poll(0, rt) {
-        rt.workers[c.index]
-            .counters
-            .polls
-            .fetch_add(1, Ordering::Relaxed);
+        c.w.counters.polls.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -313,16 +360,37 @@ fn found(c: &'static WorkerCtx, t: Arc<Task>) -> Option<Arc<Task>> {
     Some(t)
 }
 
+/// Ticks between fairness checks (Go's `schedtick % 61`).
+const PERIOD: u32 = 61;
+
+/// The fast path of the worker loop: while no periodic check is due, nothing waits in the
+/// inbox and we are not spinning, the next task is `runnext` or the head of the local FIFO.
+/// Everything else (and the order that makes it fair) is in [`find_runnable_slow`].
+#[inline(always)]
 fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
+    let tick = c.tick.get();
+    if tick != 0 && c.w.inbox_len.load(Ordering::SeqCst) == 0 && !c.spinning.get() {
+        if let Some(t) = c.runnext.take().or_else(|| c.local.pop_front()) {
+            c.tick.set(tick - 1);
+            return Some(t);
+        }
+    }
+    find_runnable_slow(c)
+}
+
+#[inline(never)]
+fn find_runnable_slow(c: &'static WorkerCtx) -> Option<Arc<Task>> {
     let rt = c.rt;
-    let me = &rt.workers[c.index];
+    let me = c.w;
+    // Out of the switch fast path: no coroutine runs now (see `run_task`).
+    me.running_id.store(0, Ordering::Relaxed);
     loop {
         if rt.shutdown.load(Ordering::Relaxed) {
             return None;
         }
-        let tick = c.tick.get().wrapping_add(1);
-        c.tick.set(tick);
-        if tick % 61 == 0 {
+        let tick = c.tick.get();
+        if tick == 0 {
+            c.tick.set(PERIOD - 1);
             poll_and_timers(c);
             drain_inbox(c);
             // Fresh (ring) before local: yielders sit in `local` and would starve the ring.
@@ -332,9 +400,11 @@ fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
             {
                 return found(c, t);
             }
+        } else {
+            c.tick.set(tick - 1);
         }
         drain_inbox(c);
-        let next = c.runnext.borrow_mut().take();
+        let next = c.runnext.take();
         if let Some(t) = next.or_else(|| pop_local(c)).or_else(|| me.runq.pop()) {
             return found(c, t);
         }
@@ -343,7 +413,7 @@ fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
         }
         // Timers and netpoll may ready pinned tasks (into runnext/local/inboxes).
         poll_and_timers(c);
-        if c.runnext.borrow().is_some() || !c.local.borrow().is_empty() || drain_inbox(c) {
+        if has_runnext(c) || !c.local.is_empty() || drain_inbox(c) {
             continue;
         }
         if let Some(t) = steal(c) {
@@ -385,15 +455,12 @@ fn spin_for_work(c: &WorkerCtx) -> bool {
 const SPIN_ROUNDS: u32 = 10;
 
 fn has_local_work(c: &WorkerCtx) -> bool {
-    let w = &c.rt.workers[c.index];
-    c.runnext.borrow().is_some()
-        || !c.local.borrow().is_empty()
-        || w.inbox_len.load(Ordering::SeqCst) != 0
+    has_runnext(c) || !c.local.is_empty() || c.w.inbox_len.load(Ordering::SeqCst) != 0
 }
 
 fn sleep(c: &'static WorkerCtx) {
     let rt = c.rt;
-    let w = &rt.workers[c.index];
+    let w = c.w;
     if c.spinning.replace(false) {
         rt.nspinning.fetch_sub(1, Ordering::SeqCst);
     }

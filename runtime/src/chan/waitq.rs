@@ -29,6 +29,7 @@ impl<W> Default for WaitQueue<W> {
 }
 
 impl<W> WaitQueue<W> {
+    #[inline]
     pub(crate) fn push_back(&mut self, w: W) {
         if self.first.is_none() {
             self.first = Some(w);
@@ -37,6 +38,7 @@ impl<W> WaitQueue<W> {
         }
     }
 
+    #[inline]
     pub(crate) fn pop_front(&mut self) -> Option<W> {
         let f = self.first.take()?;
         self.first = self.rest.as_mut().and_then(|r| r.pop_front());

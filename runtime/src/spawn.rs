@@ -76,7 +76,7 @@ where
     // spawns hold closures, not stacks). Once the pool has failed for lack of guard budget,
     // allocate eagerly so that the spawn itself reports the error.
     let stack = if rt.stacks.exhausted() {
-        Some(rt.stacks.alloc(size, worker.unwrap_or(usize::MAX))?)
+        Some(rt.stacks.alloc(size, None)?)
     } else {
         None
     };

@@ -119,7 +119,7 @@ impl Shared {
             nidle: AtomicUsize::new(0),
             nspinning: AtomicUsize::new(0),
             poller: Poller::new()?,
-            stacks: StackPool::new(n),
+            stacks: StackPool::new(),
             registry: Registry::new(n + 1),
             blocking: BlockingPool::new(
                 cfg.max_blocking,

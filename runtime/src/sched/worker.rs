@@ -20,6 +20,7 @@ use std::sync::Arc;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::{Shared, AWAKE, SLEEP_FUTEX, SLEEP_POLL};
+use crate::stack::StackCache;
 use crate::task::{Suspend, Task, NO_OWNER};
 use crate::timer::nanotime;
 
@@ -34,6 +35,8 @@ pub(crate) struct WorkerCtx {
     tick: Cell<u32>,
     rng: Cell<u64>,
     spinning: Cell<bool>,
+    /// This worker's warm stacks (no lock on the spawn/exit path; see stack/cache.rs).
+    stacks: StackCache<'static>,
 }
 
 thread_local! {
@@ -129,6 +132,7 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         tick: Cell::new(0),
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
         spinning: Cell::new(false),
+        stacks: StackCache::new(&rt.stacks),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {
@@ -154,7 +158,7 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
         task.owner.store(c.index, Ordering::Release);
         let stack = match pre {
             Some(s) => Ok(s),
-            None => c.rt.stacks.alloc(task.stack_size, c.index),
+            None => c.rt.stacks.alloc(task.stack_size, Some(&c.stacks)),
         };
         match stack {
             Ok(stack) => {
@@ -204,7 +208,7 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
         CoroutineResult::Return(()) => {
             // SAFETY: owner thread, the coroutine just returned.
             let stack = unsafe { task.finish() };
-            c.rt.stacks.free(stack, c.index);
+            c.rt.stacks.free(stack, Some(&c.stacks));
             w.counters.finished.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -141,14 +141,6 @@ impl Shared {
         self.workers.len()
     }
 
-    /// Counters of the calling worker of this runtime, or the outside counters.
-    pub(crate) fn counters(&self) -> &Counters {
-        match worker::current_index(self) {
-            Some(i) => &self.workers[i].counters,
-            None => &self.outside,
-        }
-    }
-
     /// Makes an unparked (started, hence pinned) task runnable on its owner worker.
     pub(crate) fn ready(&'static self, task: Arc<Task>) {
         // Acquire: pairs with the owner's Release store in `worker::run_task` before the first

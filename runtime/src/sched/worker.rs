@@ -248,22 +248,7 @@ fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
     let mut q = rt.injector.lock().unwrap_or_else(|e| e.into_inner());
     let first = q.pop_front()?;
     let extra = (q.len() / rt.nworkers()).min(64);
-    let runq = &rt.workers[c.index].runq;
-    for _ in 0..extra {
-        match q.pop_front() {
-            Some(t) => match runq.push(t) {
-                Ok(()) => {}
-                Err(mut back) => {
-                    // Ring full: put them back, in order.
-                    while let Some(t) = back.pop() {
-                        q.push_front(t);
-                    }
-                    break;
-                }
-            },
-            None => break,
-        }
-    }
+    rt.workers[c.index].runq.push_from(&mut q, extra);
     rt.injector_len.store(q.len(), Ordering::SeqCst);
     drop(q);
     Some(first)

@@ -80,7 +80,7 @@ where
     } else {
         None
     };
-    let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = worker::next_id(rt);
     let ident = CoroIdent {
         id,
         name: b.name,

@@ -37,7 +37,12 @@ pub(crate) struct WorkerCtx {
     spinning: Cell<bool>,
     /// This worker's warm stacks (no lock on the spawn/exit path; see stack/cache.rs).
     stacks: StackCache<'static>,
+    /// Coroutine ids reserved for this worker's spawns: next, end (Go's `p.goidcache`).
+    ids: Cell<(u64, u64)>,
 }
+
+/// Ids a worker reserves at once from `Shared::next_id`.
+const ID_BATCH: u64 = 16;
 
 thread_local! {
     static CTX: Cell<Option<&'static WorkerCtx>> = const { Cell::new(None) };
@@ -95,6 +100,26 @@ pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Res
     }
 }
 
+/// A fresh coroutine id of `rt`: from the calling worker's reserved batch when it is one of
+/// `rt`'s workers (one atomic RMW per [`ID_BATCH`] spawns, as Go's `goidcache`), else directly.
+/// Ids stay unique within the runtime; across workers they are not in spawn order.
+pub(crate) fn next_id(rt: &Shared) -> u64 {
+    match ctx() {
+        Some(c) if std::ptr::eq(c.rt, rt) => {
+            let (mut next, mut end) = c.ids.get();
+            if next == end {
+                // Relaxed: a unique-number counter; it publishes no data (pairs with nothing).
+                next = rt.next_id.fetch_add(ID_BATCH, Ordering::Relaxed);
+                end = next + ID_BATCH;
+            }
+            c.ids.set((next + 1, end));
+            next
+        }
+        // Relaxed: as above.
+        _ => rt.next_id.fetch_add(1, Ordering::Relaxed),
+    }
+}
+
 /// Pushes a never-run task on the current worker's ring; Err if the caller is not a worker
 /// of `rt`.
 pub(crate) fn try_spawn_local(rt: &'static Shared, task: Arc<Task>) -> Result<(), Arc<Task>> {
@@ -133,6 +158,7 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
         spinning: Cell::new(false),
         stacks: StackCache::new(&rt.stacks),
+        ids: Cell::new((0, 0)),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {

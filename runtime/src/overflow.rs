@@ -328,8 +328,8 @@ mod tests {
     fn overflow_in_coroutine(size: usize, who: Option<&CoroIdent>) -> ! {
         install();
         init_thread();
-        let pool = StackPool::new(1);
-        let stack = pool.alloc(size, 0).unwrap();
+        let pool = StackPool::new();
+        let stack = pool.alloc(size, None).unwrap();
         let mut co =
             corosensei::Coroutine::with_stack(stack, |_: &corosensei::Yielder<(), ()>, ()| {
                 recurse(0);

@@ -10,8 +10,9 @@
 //! Readers filter out finished tasks.
 //!
 //! Reuse (Go's `gfput`/`gfget`): a sweep moves finished tasks that nothing else references any
-//! more (`Arc::get_mut` succeeds: no `JoinHandle`, `Unparker` or queue holds them) to the
-//! shard's free list, up to [`FREE_CAP`]; a spawn on that shard overwrites one in place instead
+//! more (strong count 1: no `JoinHandle`, `Unparker` or queue holds them) to the shard's free
+//! list, up to [`FREE_CAP`]; a spawn on that shard, after `Arc::get_mut` confirms it is still
+//! unshared, overwrites one in place instead
 //! of allocating, so steady spawn/join churn makes no malloc/free. Reuse is safe code: a task
 //! on the free list is referenced by the free list alone, so nobody can observe the overwrite.
 //!
@@ -46,8 +47,11 @@ impl Shard {
                 i += 1;
                 continue;
             }
-            let mut t = self.tasks.swap_remove(i);
-            if self.free.len() < FREE_CAP && Arc::get_mut(&mut t).is_some() {
+            let t = self.tasks.swap_remove(i);
+            // A plain count load, not `Arc::get_mut` (a locked RMW per task): `insert` re-checks
+            // with `get_mut` before it reuses one, so a stale count costs at most an allocation.
+            // No `Weak<Task>` is ever made, so a strong count of 1 means only `t` refers to it.
+            if self.free.len() < FREE_CAP && Arc::strong_count(&t) == 1 {
                 self.free.push(t);
             }
         }

@@ -76,11 +76,11 @@ where
     // spawns hold closures, not stacks). Once the pool has failed for lack of guard budget,
     // allocate eagerly so that the spawn itself reports the error.
     let stack = if rt.stacks.exhausted() {
-        Some(rt.stacks.alloc(size, worker.unwrap_or(usize::MAX))?)
+        Some(rt.stacks.alloc(size, None)?)
     } else {
         None
     };
-    let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = worker::next_id(rt);
     let ident = CoroIdent {
         id,
         name: b.name,
@@ -88,7 +88,18 @@ where
     };
     let task = Task::new(rt, ident, size, Slot::new(f), stack);
     let task = rt.registry.insert(worker.unwrap_or(rt.nworkers()), task);
-    rt.counters().spawned.fetch_add(1, Ordering::Relaxed);
+    match worker {
+        // Each worker is the only writer of its counters: a plain load + store (Relaxed, a
+        // statistic: pairs with nothing).
+        Some(i) => {
+            let c = &rt.workers[i].counters.spawned;
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        // Plain threads share the outside counters.
+        None => {
+            rt.outside.spawned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     // SAFETY: the slot was just made with result type `T`, and this is the task's only handle.
     let handle = unsafe { JoinHandle::from_task(task.clone()) };
     if let Err(task) = worker::try_spawn_local(rt, task) {

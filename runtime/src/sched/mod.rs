@@ -120,7 +120,7 @@ impl Shared {
             nidle: AtomicUsize::new(0),
             nspinning: AtomicUsize::new(0),
             poller: Poller::new()?,
-            stacks: StackPool::new(n),
+            stacks: StackPool::new(),
             registry: Registry::new(n + 1),
             blocking: BlockingPool::new(
                 cfg.max_blocking,
@@ -140,14 +140,6 @@ impl Shared {
 
     pub(crate) fn nworkers(&self) -> usize {
         self.workers.len()
-    }
-
-    /// Counters of the calling worker of this runtime, or the outside counters.
-    pub(crate) fn counters(&self) -> &Counters {
-        match worker::current_index(self) {
-            Some(i) => &self.workers[i].counters,
-            None => &self.outside,
-        }
     }
 
     /// Makes an unparked (started, hence pinned) task runnable on its owner worker.

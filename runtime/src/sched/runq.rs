@@ -2,7 +2,9 @@
 //!
 //! A bounded single-producer, multi-consumer ring of 256 slots. Only the owner worker pushes
 //! (at `tail`); the owner and stealers pop by advancing `head` with a CAS. A stealer takes
-//! about half of a victim's queue at once ([`RunQueue::steal_into`]).
+//! about half of a victim's queue at once ([`RunQueue::steal_into`]). Batches move with one
+//! publication: a full ring hands half of itself to the global injector in one `Vec` (Go's
+//! `runqputslow`), and [`RunQueue::push_from`] refills the ring from the injector.
 //!
 //! Difference from Go: only tasks that have never run are stored here, because a task that has
 //! started is pinned to its worker (see task.rs). So everything in this ring may be stolen.
@@ -12,6 +14,7 @@
 //! Invariants: `tail - head <= N` (wrapping u32 arithmetic); slots in `head..tail` each own one
 //! strong `Arc<T>` count (stored with `Arc::into_raw`); slots outside hold stale pointers that
 //! are never dereferenced.
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -63,26 +66,48 @@ impl<T> RunQueue<T> {
                 return Ok(());
             }
             // Full: take half off the head for the injector.
-            let n = N / 2;
-            let ptrs: Vec<*mut T> = (0..n)
-                .map(|i| self.slot(h.wrapping_add(i)).load(Ordering::Relaxed))
-                .collect();
+            const HALF: usize = (N / 2) as usize;
+            let mut ptrs = [std::ptr::null_mut::<T>(); HALF];
+            for (i, p) in ptrs.iter_mut().enumerate() {
+                *p = self.slot(h.wrapping_add(i as u32)).load(Ordering::Relaxed);
+            }
             if self
                 .head
-                .compare_exchange(h, h.wrapping_add(n), Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    h,
+                    h.wrapping_add(HALF as u32),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_err()
             {
                 continue; // a stealer raced us; there may be room now
             }
-            let mut out: Vec<Arc<T>> = ptrs
-                .into_iter()
-                // SAFETY: the CAS moved these slots out of `head..tail`, transferring their
-                // strong counts to us.
-                .map(|p| unsafe { Arc::from_raw(p) })
-                .collect();
+            let mut out = Vec::with_capacity(HALF + 1);
+            // SAFETY: the CAS moved these slots out of `head..tail`, transferring their strong
+            // counts to us.
+            out.extend(ptrs.iter().map(|&p| unsafe { Arc::from_raw(p) }));
             out.push(task);
             return Err(out);
         }
+    }
+
+    /// Owner only. Moves up to `max` tasks from the front of `src` to the tail, as many as
+    /// fit, with one publication of `tail` (Go's `globrunqget` refilling `runq`). Returns how
+    /// many moved.
+    pub(crate) fn push_from(&self, src: &mut VecDeque<Arc<T>>, max: usize) -> usize {
+        // Acquire: pairs with the Release CAS on head by consumers (their slot reads are done).
+        let h = self.head.load(Ordering::Acquire);
+        let t = self.tail.load(Ordering::Relaxed); // only we write tail
+        let room = N.saturating_sub(t.wrapping_sub(h)) as usize;
+        let k = max.min(room).min(src.len());
+        for (i, task) in src.drain(..k).enumerate() {
+            self.slot(t.wrapping_add(i as u32))
+                .store(Arc::into_raw(task) as *mut T, Ordering::Relaxed);
+        }
+        // Release: publishes the slot writes to consumers that load tail with Acquire.
+        self.tail.store(t.wrapping_add(k as u32), Ordering::Release);
+        k
     }
 
     /// Owner or anyone: pops from the head.
@@ -162,13 +187,14 @@ impl<T> Drop for RunQueue<T> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::collections::{HashSet, VecDeque};
+    use std::collections::HashSet;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     #[derive(Debug, Clone)]
     enum Op {
         Push(usize),
         Pop(usize),
+        PushFrom(usize, usize, usize),
         Steal { victim: usize, thief: usize },
     }
 
@@ -176,6 +202,7 @@ mod tests {
         prop_oneof![
             4 => (0..2usize).prop_map(Op::Push),
             2 => (0..2usize).prop_map(Op::Pop),
+            1 => (0..2usize, 0..300usize, 0..300usize).prop_map(|(q, k, max)| Op::PushFrom(q, k, max)),
             1 => (0..2usize, 0..2usize).prop_map(|(victim, thief)| Op::Steal { victim, thief }),
         ]
     }
@@ -201,6 +228,16 @@ mod tests {
                                 prop_assert_eq!(got, expect);
                             }
                         }
+                    }
+                    Op::PushFrom(q, k, max) => {
+                        let mut src: VecDeque<Arc<u64>> = (0..k).map(|i| Arc::new(next + 1 + i as u64)).collect();
+                        next += k as u64;
+                        let moved = qs[q].push_from(&mut src, max);
+                        let expect = max.min(N as usize - model[q].len()).min(k);
+                        prop_assert_eq!(moved, expect);
+                        prop_assert_eq!(src.len(), k - moved);
+                        let first = next + 1 - k as u64;
+                        model[q].extend((0..moved as u64).map(|i| first + i));
                     }
                     Op::Pop(q) => {
                         prop_assert_eq!(qs[q].pop().map(|a| *a), model[q].pop_front());

@@ -26,6 +26,7 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::local::LocalQueue;
 use super::{Shared, WorkerShared, AWAKE, SLEEP_FUTEX, SLEEP_POLL};
+use crate::stack::StackCache;
 use crate::task::{Suspend, Task, NO_OWNER};
 use crate::timer::nanotime;
 
@@ -43,7 +44,14 @@ pub(crate) struct WorkerCtx {
     tick: Cell<u32>,
     rng: Cell<u64>,
     spinning: Cell<bool>,
+    /// This worker's warm stacks (no lock on the spawn/exit path; see stack/cache.rs).
+    stacks: StackCache<'static>,
+    /// Coroutine ids reserved for this worker's spawns: next, end (Go's `p.goidcache`).
+    ids: Cell<(u64, u64)>,
 }
+
+/// Ids a worker reserves at once from `Shared::next_id`.
+const ID_BATCH: u64 = 16;
 
 thread_local! {
     static CTX: Cell<Option<&'static WorkerCtx>> = const { Cell::new(None) };
@@ -121,6 +129,26 @@ pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Res
     }
 }
 
+/// A fresh coroutine id of `rt`: from the calling worker's reserved batch when it is one of
+/// `rt`'s workers (one atomic RMW per [`ID_BATCH`] spawns, as Go's `goidcache`), else directly.
+/// Ids stay unique within the runtime; across workers they are not in spawn order.
+pub(crate) fn next_id(rt: &Shared) -> u64 {
+    match ctx() {
+        Some(c) if std::ptr::eq(c.rt, rt) => {
+            let (mut next, mut end) = c.ids.get();
+            if next == end {
+                // Relaxed: a unique-number counter; it publishes no data (pairs with nothing).
+                next = rt.next_id.fetch_add(ID_BATCH, Ordering::Relaxed);
+                end = next + ID_BATCH;
+            }
+            c.ids.set((next + 1, end));
+            next
+        }
+        // Relaxed: as above.
+        _ => rt.next_id.fetch_add(1, Ordering::Relaxed),
+    }
+}
+
 /// Pushes a never-run task on the current worker's ring; Err if the caller is not a worker
 /// of `rt`.
 pub(crate) fn try_spawn_local(rt: &'static Shared, task: Arc<Task>) -> Result<(), Arc<Task>> {
@@ -159,6 +187,8 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         tick: Cell::new(PERIOD - 1),
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
         spinning: Cell::new(false),
+        stacks: StackCache::new(&rt.stacks),
+        ids: Cell::new((0, 0)),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {
@@ -215,7 +245,7 @@ fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
     task.owner.store(c.index, Ordering::Release);
     let stack = match pre {
         Some(s) => Ok(s),
-        None => c.rt.stacks.alloc(task.stack_size, c.index),
+        None => c.rt.stacks.alloc(task.stack_size, Some(&c.stacks)),
     };
     match stack {
         Ok(stack) => {
@@ -240,7 +270,9 @@ fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
             // closure is never run (no coroutine was built).
             unsafe { task.slot.start(Some(e)) };
             task.finish_unstarted();
-            c.w.counters.finished.fetch_add(1, Ordering::Relaxed);
+            // Only this worker writes its counters (see `switches` in `run_task`).
+            let f = &c.w.counters.finished;
+            f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             false
         }
     }
@@ -252,8 +284,10 @@ fn finish_task(c: &'static WorkerCtx, task: Arc<Task>) {
     c.w.running_id.store(0, Ordering::Relaxed);
     // SAFETY: owner thread, the coroutine just returned.
     let stack = unsafe { task.finish() };
-    c.rt.stacks.free(stack, c.index);
-    c.w.counters.finished.fetch_add(1, Ordering::Relaxed);
+    c.rt.stacks.free(stack, Some(&c.stacks));
+    // Only this worker writes its counters (see `switches` in `run_task`).
+    let f = &c.w.counters.finished;
+    f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 #[inline]
@@ -295,22 +329,7 @@ fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
     let mut q = rt.injector.lock().unwrap_or_else(|e| e.into_inner());
     let first = q.pop_front()?;
     let extra = (q.len() / rt.nworkers()).min(64);
-    let runq = &c.w.runq;
-    for _ in 0..extra {
-        match q.pop_front() {
-            Some(t) => match runq.push(t) {
-                Ok(()) => {}
-                Err(mut back) => {
-                    // Ring full: put them back, in order.
-                    while let Some(t) = back.pop() {
-                        q.push_front(t);
-                    }
-                    break;
-                }
-            },
-            None => break,
-        }
-    }
+    c.w.runq.push_from(&mut q, extra);
     rt.injector_len.store(q.len(), Ordering::SeqCst);
     drop(q);
     Some(first)

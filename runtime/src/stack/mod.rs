@@ -14,14 +14,14 @@
 //! splits the VMA (~2 maps each), so it runs within a process-wide budget of
 //! `(vm.max_map_count - lines(/proc/self/maps) - 1000) / 2` guards, re-read when spent.
 //!
-//! Reuse: freed stacks go to the freeing worker's cache (pages stay warm); past
-//! [`HIGH_WATER`] cached stacks of one class on that worker, the slot goes to the pool's
-//! global dirty list; the monitor calls [`StackPool::trim`] about once a second, which gives
-//! the pages of dirty stacks beyond [`GLOBAL_KEEP`] back to the OS (`MADV_DONTNEED`) and moves
-//! them to the clean list. So the free path never makes a syscall.
-//! Allocation order: worker cache, global dirty list, global clean list, new slot (new region
-//! if needed).
-//! Frees from non-worker threads go straight to the clean list. Slots are never given
+//! Reuse: freed stacks go to the freeing worker's own [`StackCache`] (pages stay warm; no lock
+//! or atomic read-modify-write on that path, see cache.rs); past [`HIGH_WATER`] cached stacks of
+//! one class in that cache, and for frees from other threads, the slot goes to the pool's global
+//! dirty list; the monitor calls [`StackPool::trim`] about once a second, which gives the pages
+//! of dirty stacks beyond [`GLOBAL_KEEP`] back to the OS (`MADV_DONTNEED`) and moves them to the
+//! clean list. So the free path never makes a syscall.
+//! Allocation order: the caller's cache, global dirty list, global clean list, new slot (new
+//! region if needed). Slots are never given
 //! back as address space before the pool drops (only their pages are), so a burst of
 //! N stacks keeps N slots' page-table entries and guard markers; that is the price of
 //! guards installed once per slot.
@@ -40,7 +40,7 @@
 use std::io;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Smallest usable stack size handed out.
 pub(crate) const MIN_STACK: usize = 16 * 1024;
@@ -80,7 +80,7 @@ pub(crate) struct StackStats {
     pub regions: usize,
     /// Slots carved (each with a guard) so far.
     pub slots_mapped: usize,
-    /// Stacks cached for reuse (worker caches plus global clean list).
+    /// Stacks cached for reuse (worker caches plus global lists).
     pub free_cached: usize,
     /// Stacks handed out and not yet freed.
     pub in_use: usize,
@@ -112,9 +112,12 @@ pub(crate) fn page_size() -> usize {
     }
 }
 
+mod cache;
 mod guard;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use cache::StackCache;
 
 pub(crate) use guard::find_guard;
 use guard::{guard_install, guard_mprotect, os_err, register, take_budget, unregister, PROBED};
@@ -194,11 +197,12 @@ struct Inner {
 /// Stack allocator for one runtime. Send + Sync.
 pub(crate) struct StackPool {
     id: usize,
-    caches: Box<[Mutex<ClassLists>]>,
     inner: Mutex<Inner>,
     forced: Option<GuardMode>,
-    in_use: AtomicUsize,
-    cached: AtomicUsize,
+    /// Stacks outside the global lists: in use, or held by a [`StackCache`].
+    out: AtomicUsize,
+    /// `len` counters of the live caches, for `stats`.
+    cache_lens: Mutex<Vec<Arc<AtomicUsize>>>,
     /// Set once a carve failed for lack of guard budget (spawns then allocate eagerly).
     exhausted: std::sync::atomic::AtomicBool,
 }
@@ -209,22 +213,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl StackPool {
-    /// A pool with one cache per worker.
-    pub(crate) fn new(workers: usize) -> StackPool {
-        Self::build(workers, None)
+    /// An empty pool (workers add their own [`StackCache`]).
+    pub(crate) fn new() -> StackPool {
+        Self::build(None)
     }
 
     /// A pool that always uses `mode` (tests exercise both guard paths with it).
     #[cfg(test)]
-    pub(crate) fn with_guard_mode(workers: usize, mode: GuardMode) -> StackPool {
-        Self::build(workers, Some(mode))
+    pub(crate) fn with_guard_mode(mode: GuardMode) -> StackPool {
+        Self::build(Some(mode))
     }
 
-    fn build(workers: usize, forced: Option<GuardMode>) -> StackPool {
+    fn build(forced: Option<GuardMode>) -> StackPool {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
         StackPool {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            caches: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
             inner: Mutex::new(Inner {
                 classes: Vec::new(),
                 regions: Vec::new(),
@@ -233,8 +236,8 @@ impl StackPool {
                 budget: None,
             }),
             forced,
-            in_use: AtomicUsize::new(0),
-            cached: AtomicUsize::new(0),
+            out: AtomicUsize::new(0),
+            cache_lens: Mutex::new(Vec::new()),
             exhausted: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -256,8 +259,12 @@ impl StackPool {
     }
 
     /// A stack with at least `size` usable bytes (rounded up to whole pages, at least
-    /// [`MIN_STACK`]). `worker` is the caller's worker index, or `usize::MAX`.
-    pub(crate) fn alloc(&self, size: usize, worker: usize) -> io::Result<SlabStack> {
+    /// [`MIN_STACK`]), from `cache` (the calling worker's) when it holds one.
+    pub(crate) fn alloc(
+        &self,
+        size: usize,
+        cache: Option<&StackCache<'_>>,
+    ) -> io::Result<SlabStack> {
         let page = page_size();
         if size > MAX_STACK {
             return Err(io::Error::new(
@@ -266,7 +273,15 @@ impl StackPool {
             ));
         }
         let usable = (size.max(MIN_STACK) + page - 1) & !(page - 1);
-        let slot_base = match self.pop_cached(usable, worker) {
+        let stack = |slot_base| SlabStack {
+            slot_base,
+            usable,
+            pool_id: self.id,
+        };
+        if let Some(b) = cache.and_then(|c| self.check_cache(c).pop(usable)) {
+            return Ok(stack(b));
+        }
+        let slot_base = match self.pop_global(usable) {
             Some(b) => b,
             None => match self.carve(usable) {
                 Ok(b) => {
@@ -281,30 +296,43 @@ impl StackPool {
                 }
             },
         };
-        self.in_use.fetch_add(1, Ordering::Relaxed);
-        Ok(SlabStack {
-            slot_base,
-            usable,
-            pool_id: self.id,
-        })
+        // Relaxed: a count; `Drop` reads it with exclusive access (pairs with nothing).
+        self.out.fetch_add(1, Ordering::Relaxed);
+        Ok(stack(slot_base))
     }
 
-    fn pop_cached(&self, usable: usize, worker: usize) -> Option<usize> {
-        let hit = self
-            .caches
-            .get(worker)
-            .and_then(|c| class_list(&mut lock(c), usable).pop())
-            .or_else(|| {
-                let mut inner = lock(&self.inner);
-                let class = inner.classes.iter_mut().find(|c| c.usable == usable)?;
-                let d = class.dirty.pop();
-                class.dirty_low = class.dirty_low.min(class.dirty.len());
-                d.or_else(|| class.clean.pop())
-            });
-        if hit.is_some() {
-            self.cached.fetch_sub(1, Ordering::Relaxed);
+    fn check_cache<'c>(&self, c: &'c StackCache<'_>) -> &'c StackCache<'c> {
+        if !std::ptr::eq(c.pool, self) {
+            crate::overflow::throw("StackPool: cache of another pool");
         }
-        hit
+        c
+    }
+
+    fn pop_global(&self, usable: usize) -> Option<usize> {
+        let mut inner = lock(&self.inner);
+        let class = inner.classes.iter_mut().find(|c| c.usable == usable)?;
+        let d = class.dirty.pop();
+        class.dirty_low = class.dirty_low.min(class.dirty.len());
+        d.or_else(|| class.clean.pop())
+    }
+
+    /// Puts slot `base` of class `usable` on the global dirty list.
+    fn give_back(&self, usable: usize, base: usize) {
+        let mut inner = lock(&self.inner);
+        match inner.classes.iter_mut().find(|c| c.usable == usable) {
+            Some(class) => class.dirty.push(base),
+            None => crate::overflow::throw("StackPool::free: stack of an unknown size class"),
+        }
+        // Relaxed: a count (see `alloc`).
+        self.out.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn register_cache(&self, len: Arc<AtomicUsize>) {
+        lock(&self.cache_lens).push(len);
+    }
+
+    fn unregister_cache(&self, len: &Arc<AtomicUsize>) {
+        lock(&self.cache_lens).retain(|l| !Arc::ptr_eq(l, len));
     }
 
     /// Carves a new guarded slot, mapping a new region when the newest one is full.
@@ -369,26 +397,17 @@ impl StackPool {
         self.exhausted.load(Ordering::Relaxed)
     }
 
-    /// Returns `stack` to the pool; `worker` is the caller's worker index or `usize::MAX`.
-    pub(crate) fn free(&self, stack: SlabStack, worker: usize) {
+    /// Returns `stack` to the pool: to `cache` (the calling worker's) unless that is full.
+    pub(crate) fn free(&self, stack: SlabStack, cache: Option<&StackCache<'_>>) {
         if stack.pool_id != self.id {
             crate::overflow::throw("StackPool::free: stack belongs to another pool");
         }
-        self.in_use.fetch_sub(1, Ordering::Relaxed);
-        self.cached.fetch_add(1, Ordering::Relaxed);
-        if let Some(c) = self.caches.get(worker) {
-            let mut lists = lock(c);
-            let list = class_list(&mut lists, stack.usable);
-            if list.len() < HIGH_WATER {
-                list.push(stack.slot_base);
+        if let Some(c) = cache {
+            if self.check_cache(c).push(stack.usable, stack.slot_base) {
                 return;
             }
         }
-        let mut inner = lock(&self.inner);
-        match inner.classes.iter_mut().find(|c| c.usable == stack.usable) {
-            Some(class) => class.dirty.push(stack.slot_base),
-            None => crate::overflow::throw("StackPool::free: stack of an unknown size class"),
-        }
+        self.give_back(stack.usable, stack.slot_base);
     }
 
     /// Gives the pages of global dirty stacks beyond [`GLOBAL_KEEP`] per class that stayed
@@ -426,11 +445,21 @@ impl StackPool {
     /// Current counters.
     pub(crate) fn stats(&self) -> StackStats {
         let inner = lock(&self.inner);
+        // Relaxed: counters read for a report (pair with nothing); exact when no stack moves.
+        let in_caches: usize = lock(&self.cache_lens)
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .sum();
+        let global: usize = inner
+            .classes
+            .iter()
+            .map(|c| c.clean.len() + c.dirty.len())
+            .sum();
         StackStats {
             regions: inner.regions.len(),
             slots_mapped: inner.slots_mapped,
-            free_cached: self.cached.load(Ordering::Relaxed),
-            in_use: self.in_use.load(Ordering::Relaxed),
+            free_cached: global + in_caches,
+            in_use: self.out.load(Ordering::Relaxed).saturating_sub(in_caches),
             guard_mode: inner.mode,
         }
     }
@@ -475,7 +504,8 @@ impl Drop for StackPool {
     fn drop(&mut self) {
         // With stacks still out (a leak by the caller), keep every region mapped and
         // registered: a coroutine may still run on one.
-        if self.in_use.load(Ordering::Relaxed) != 0 {
+        // Caches borrow the pool, so they have given their stacks back by now.
+        if *self.out.get_mut() != 0 {
             return;
         }
         for r in lock(&self.inner).regions.drain(..) {
@@ -489,28 +519,4 @@ impl Drop for StackPool {
 
 /// Re-running the test binary on one test, to observe fatal signals in isolation.
 #[cfg(test)]
-pub(crate) mod test_child {
-    use std::process::{Command, Output};
-
-    const ENV: &str = "GORT_TEST_CHILD";
-
-    /// True when this process is the child re-run for test `name`.
-    pub(crate) fn is_child(name: &str) -> bool {
-        std::env::var(ENV).is_ok_and(|v| v == name)
-    }
-
-    /// Runs exactly test `name` (full path, e.g. `stack::tests::x`) in a child.
-    pub(crate) fn run(name: &str) -> Output {
-        let exe = std::env::current_exe().expect("current_exe");
-        Command::new(exe)
-            .args([name, "--exact", "--nocapture", "--test-threads=1"])
-            .env(ENV, name)
-            .output()
-            .expect("spawn test child")
-    }
-
-    /// The signal that killed the child, if any.
-    pub(crate) fn signal(out: &Output) -> Option<i32> {
-        std::os::unix::process::ExitStatusExt::signal(&out.status)
-    }
-}
+pub(crate) mod test_child;

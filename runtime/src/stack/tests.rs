@@ -7,12 +7,22 @@ fn guard_of(s: &SlabStack) -> usize {
     s.limit().get()
 }
 
+/// Three worker caches of `pool`.
+fn caches(pool: &StackPool) -> [StackCache<'_>; 3] {
+    std::array::from_fn(|_| StackCache::new(pool))
+}
+
+/// Worker `i`'s cache, or `None` (a plain thread) for `usize::MAX`.
+fn wk<'a>(w: &'a [StackCache<'a>; 3], i: usize) -> Option<&'a StackCache<'a>> {
+    w.get(i)
+}
+
 /// Pool with `mode`, or `None` (test skipped) if the kernel lacks MADV_GUARD_INSTALL.
 fn pool_in(mode: GuardMode) -> Option<StackPool> {
-    let pool = StackPool::with_guard_mode(1, mode);
-    match pool.alloc(MIN_STACK, 0) {
+    let pool = StackPool::with_guard_mode(mode);
+    match pool.alloc(MIN_STACK, None) {
         Ok(s) => {
-            pool.free(s, 0);
+            pool.free(s, None);
             Some(pool)
         }
         Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -40,35 +50,37 @@ fn maps_in(pool: &StackPool) -> usize {
 
 #[test]
 fn alloc_free_reuse() {
-    let pool = StackPool::new(2);
-    let a = pool.alloc(DEFAULT_STACK, 0).unwrap();
+    let pool = StackPool::new();
+    let w = caches(&pool);
+    let a = pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap();
     let base = guard_of(&a);
-    pool.free(a, 0);
-    let b = pool.alloc(DEFAULT_STACK, 0).unwrap();
+    pool.free(a, wk(&w, 0));
+    let b = pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap();
     assert_eq!(guard_of(&b), base, "worker cache reuses the slot");
     // Worker 1 cannot see worker 0's cache: it carves a new slot.
-    let c = pool.alloc(DEFAULT_STACK, 1).unwrap();
+    let c = pool.alloc(DEFAULT_STACK, wk(&w, 1)).unwrap();
     assert_ne!(guard_of(&c), base);
     // A non-worker free goes to the global list, visible to every worker.
     let cb = guard_of(&c);
-    pool.free(c, usize::MAX);
-    let d = pool.alloc(DEFAULT_STACK, 0).unwrap();
+    pool.free(c, wk(&w, usize::MAX));
+    let d = pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap();
     assert_eq!(guard_of(&d), cb);
     let st = pool.stats();
     assert_eq!((st.slots_mapped, st.in_use, st.free_cached), (2, 2, 0));
     assert!(st.guard_mode.is_some());
-    pool.free(b, 0);
-    pool.free(d, 1);
+    pool.free(b, wk(&w, 0));
+    pool.free(d, wk(&w, 1));
     assert_eq!(pool.stats().free_cached, 2);
 }
 
 #[test]
 fn sizes_round_up_and_classes_are_separate() {
     let page = page_size();
-    let pool = StackPool::new(1);
-    let a = pool.alloc(1, 0).unwrap();
-    let b = pool.alloc(MIN_STACK + 1, 0).unwrap();
-    let c = pool.alloc(DEFAULT_STACK, usize::MAX).unwrap();
+    let pool = StackPool::new();
+    let w = caches(&pool);
+    let a = pool.alloc(1, wk(&w, 0)).unwrap();
+    let b = pool.alloc(MIN_STACK + 1, wk(&w, 0)).unwrap();
+    let c = pool.alloc(DEFAULT_STACK, wk(&w, usize::MAX)).unwrap();
     assert_eq!(a.usable_size(), MIN_STACK);
     assert_eq!(b.usable_size(), MIN_STACK + page);
     assert_eq!(c.usable_size(), DEFAULT_STACK);
@@ -77,19 +89,20 @@ fn sizes_round_up_and_classes_are_separate() {
         assert_eq!(s.base().get() - s.limit().get(), s.usable_size() + page);
         assert_eq!(s.base().get() % corosensei::stack::STACK_ALIGNMENT, 0);
     }
-    let err = pool.alloc(usize::MAX / 2, 0).unwrap_err();
+    let err = pool.alloc(usize::MAX / 2, wk(&w, 0)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     for s in [a, b, c] {
-        pool.free(s, 0);
+        pool.free(s, wk(&w, 0));
     }
 }
 
 #[test]
 fn whole_usable_range_is_writable() {
     let page = page_size();
-    let pool = StackPool::new(1);
+    let pool = StackPool::new();
+    let w = caches(&pool);
     for size in [MIN_STACK, DEFAULT_STACK, 256 * 1024] {
-        let s = pool.alloc(size, 0).unwrap();
+        let s = pool.alloc(size, wk(&w, 0)).unwrap();
         let lo = (s.limit().get() + page) as *mut u8;
         // SAFETY: `lo..base` is the stack's usable range, mapped read-write and
         // owned by this test while the stack is out.
@@ -98,15 +111,16 @@ fn whole_usable_range_is_writable() {
             assert_eq!(*lo, 0xAB);
             assert_eq!(*((s.base().get() - 1) as *const u8), 0xAB);
         }
-        pool.free(s, 0);
+        pool.free(s, wk(&w, 0));
     }
 }
 
 #[test]
 fn find_guard_covers_exactly_the_guard_page() {
     let page = page_size();
-    let pool = StackPool::new(1);
-    let s = pool.alloc(DEFAULT_STACK, 0).unwrap();
+    let pool = StackPool::new();
+    let w = caches(&pool);
+    let s = pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap();
     let g = guard_of(&s);
     let hit = GuardHit {
         slot_base: g,
@@ -117,13 +131,14 @@ fn find_guard_covers_exactly_the_guard_page() {
     assert_eq!(find_guard(g + page), None);
     assert_eq!(find_guard(s.base().get() - 1), None);
     assert_eq!(find_guard(8), None);
-    pool.free(s, 0);
+    pool.free(s, wk(&w, 0));
 }
 
 /// In the child: touch the guard page of a fresh stack of the given mode.
 fn touch_guard(mode: GuardMode) {
-    let pool = StackPool::with_guard_mode(1, mode);
-    let s = pool.alloc(DEFAULT_STACK, 0).unwrap();
+    let pool = StackPool::with_guard_mode(mode);
+    let w = caches(&pool);
+    let s = pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap();
     // SAFETY: not safe to complete: this read is meant to fault (child process).
     unsafe { std::ptr::read_volatile(guard_of(&s) as *const u8) };
     std::process::exit(0); // reached only if the guard is missing
@@ -155,9 +170,10 @@ fn guard_faults_with_mprotect() {
 #[test]
 fn pages_go_back_past_high_water() {
     let page = page_size();
-    let pool = StackPool::new(1);
+    let pool = StackPool::new();
+    let w = caches(&pool);
     let stacks: Vec<SlabStack> = (0..=HIGH_WATER)
-        .map(|_| pool.alloc(MIN_STACK, 0).unwrap())
+        .map(|_| pool.alloc(MIN_STACK, wk(&w, 0)).unwrap())
         .collect();
     let resident = |s: &SlabStack| {
         let mut vec = vec![0u8; s.usable_size() / page];
@@ -180,7 +196,7 @@ fn pages_go_back_past_high_water() {
     let last_resident = resident(stacks.last().unwrap());
     assert_eq!(last_resident, MIN_STACK / page);
     for s in stacks {
-        pool.free(s, 0);
+        pool.free(s, wk(&w, 0));
     }
     // The first HIGH_WATER stay cached on worker 0; the last went to the dirty list, still
     // resident until a trim gives its pages back.
@@ -190,7 +206,7 @@ fn pages_go_back_past_high_water() {
     assert_eq!(pool.trim_to(0), 1);
     assert_eq!(pool.trim_to(0), 0);
     let again: Vec<SlabStack> = (0..=HIGH_WATER)
-        .map(|_| pool.alloc(MIN_STACK, 0).unwrap())
+        .map(|_| pool.alloc(MIN_STACK, wk(&w, 0)).unwrap())
         .collect();
     let s = again
         .iter()
@@ -199,7 +215,7 @@ fn pages_go_back_past_high_water() {
     assert_eq!(resident(s), 0, "MADV_DONTNEED released the pages");
     assert_eq!(pool.stats().slots_mapped, HIGH_WATER + 1);
     for s in again {
-        pool.free(s, 0);
+        pool.free(s, wk(&w, 0));
     }
 }
 
@@ -208,8 +224,9 @@ fn guard_install_adds_no_maps() {
     let Some(pool) = pool_in(GuardMode::GuardInstall) else {
         return;
     };
+    let w = caches(&pool);
     let stacks: Vec<SlabStack> = (0..1000)
-        .map(|_| pool.alloc(DEFAULT_STACK, 0).unwrap())
+        .map(|_| pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap())
         .collect();
     let st = pool.stats();
     assert_eq!(st.guard_mode, Some(GuardMode::GuardInstall));
@@ -220,15 +237,15 @@ fn guard_install_adds_no_maps() {
         st.regions
     );
     for s in stacks {
-        pool.free(s, 0);
+        pool.free(s, wk(&w, 0));
     }
     // Past the ~32.7k stacks at which mprotect guards would exhaust 65530 maps.
     let many: Vec<SlabStack> = (0..40_000)
-        .map(|_| pool.alloc(MIN_STACK, 0).unwrap())
+        .map(|_| pool.alloc(MIN_STACK, wk(&w, 0)).unwrap())
         .collect();
     assert!(maps_in(&pool) <= pool.stats().regions);
     for s in many {
-        pool.free(s, usize::MAX);
+        pool.free(s, wk(&w, usize::MAX));
     }
 }
 
@@ -242,9 +259,10 @@ fn pool_is_send_sync_and_stack_is_send() {
 
 #[test]
 fn mprotect_guards_cost_maps_and_respect_budget() {
-    let pool = StackPool::with_guard_mode(1, GuardMode::Mprotect);
+    let pool = StackPool::with_guard_mode(GuardMode::Mprotect);
+    let w = caches(&pool);
     let stacks: Vec<SlabStack> = (0..100)
-        .map(|_| pool.alloc(DEFAULT_STACK, 0).unwrap())
+        .map(|_| pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap())
         .collect();
     assert_eq!(pool.stats().guard_mode, Some(GuardMode::Mprotect));
     assert!(
@@ -253,10 +271,10 @@ fn mprotect_guards_cost_maps_and_respect_budget() {
     );
     pool.set_guard_budget(2);
     let more = [
-        pool.alloc(DEFAULT_STACK, 0).unwrap(),
-        pool.alloc(DEFAULT_STACK, 0).unwrap(),
+        pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap(),
+        pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap(),
     ];
-    let err = pool.alloc(DEFAULT_STACK, 0).unwrap_err();
+    let err = pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
     let msg = err.to_string();
     assert!(
@@ -265,12 +283,12 @@ fn mprotect_guards_cost_maps_and_respect_budget() {
     );
     // Reuse needs no new guard, so it works past the budget.
     for s in more {
-        pool.free(s, 0);
+        pool.free(s, wk(&w, 0));
     }
-    let s = pool.alloc(DEFAULT_STACK, 0).unwrap();
-    pool.free(s, 0);
+    let s = pool.alloc(DEFAULT_STACK, wk(&w, 0)).unwrap();
+    pool.free(s, wk(&w, 0));
     for s in stacks {
-        pool.free(s, 0);
+        pool.free(s, wk(&w, 0));
     }
 }
 
@@ -280,15 +298,16 @@ proptest! {
     #[test]
     fn random_alloc_free(ops in proptest::collection::vec((0usize..3, 0usize..4, any::<bool>()), 1..200)) {
         let sizes = [MIN_STACK, DEFAULT_STACK, 100 * 1024];
-        let pool = StackPool::new(3);
+        let pool = StackPool::new();
+        let w = caches(&pool);
         let mut live: Vec<SlabStack> = Vec::new();
         for (size, worker, free) in ops {
             let worker = if worker == 3 { usize::MAX } else { worker };
             if free && !live.is_empty() {
                 let s = live.swap_remove(size % live.len());
-                pool.free(s, worker);
+                pool.free(s, wk(&w, worker));
             } else {
-                let s = pool.alloc(sizes[size], worker).unwrap();
+                let s = pool.alloc(sizes[size], wk(&w, worker)).unwrap();
                 prop_assert!(s.usable_size() >= sizes[size]);
                 prop_assert!(find_guard(guard_of(&s)).is_some());
                 for o in &live {
@@ -301,7 +320,38 @@ proptest! {
         prop_assert_eq!(st.in_use, live.len());
         prop_assert_eq!(st.in_use + st.free_cached, st.slots_mapped);
         for s in live {
-            pool.free(s, 0);
+            pool.free(s, wk(&w, 0));
         }
     }
+}
+
+#[test]
+fn dropped_cache_gives_its_stacks_back() {
+    let pool = StackPool::new();
+    let (a, b) = {
+        let w = caches(&pool);
+        let s: Vec<SlabStack> = (0..3)
+            .map(|_| pool.alloc(MIN_STACK, wk(&w, 0)).unwrap())
+            .collect();
+        let bases: Vec<usize> = s.iter().map(guard_of).collect();
+        for s in s {
+            pool.free(s, wk(&w, 0));
+        }
+        let st = pool.stats();
+        assert_eq!((st.in_use, st.free_cached), (0, 3));
+        (bases, pool.stats().slots_mapped)
+    };
+    // The cache is gone: its stacks are on the global list, for any caller, none lost.
+    let st = pool.stats();
+    assert_eq!((st.in_use, st.free_cached, st.slots_mapped), (0, 3, b));
+    let again: Vec<SlabStack> = (0..3)
+        .map(|_| pool.alloc(MIN_STACK, None).unwrap())
+        .collect();
+    for s in &again {
+        assert!(a.contains(&guard_of(s)));
+    }
+    for s in again {
+        pool.free(s, None);
+    }
+    assert_eq!(pool.stats().slots_mapped, 3);
 }

@@ -15,20 +15,24 @@
 //! code between two coroutine switches: `running_id` (watchdog) is cleared only when the
 //! worker leaves it, and fresh-task setup and finishing are out of line.
 //!
-//! Sleeping: an idle worker either becomes the one poller (blocks in `epoll_wait` with the
-//! nearest timer as timeout) or sleeps on its thread parker. Before it sleeps it publishes its
-//! state, then re-checks every source of work (see sched/mod.rs for the ordering argument).
+//! Sleeping (worker/idle.rs): an idle worker either becomes the one poller (blocks in
+//! `epoll_wait` with the nearest timer as timeout) or sleeps on its thread parker. Before it
+//! sleeps it publishes its state, then re-checks every source of work (see sched/mod.rs for
+//! the ordering argument).
 use std::cell::Cell;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::local::LocalQueue;
-use super::{Shared, WorkerShared, AWAKE, SLEEP_FUTEX, SLEEP_POLL};
+use super::{Shared, WorkerShared};
 use crate::stack::StackCache;
 use crate::task::{Suspend, Task, NO_OWNER};
 use crate::timer::nanotime;
+
+mod idle;
+use idle::{sleep, spin_for_work};
 
 pub(crate) struct WorkerCtx {
     pub(crate) rt: &'static Shared,
@@ -442,88 +446,5 @@ fn find_runnable_slow(c: &'static WorkerCtx) -> Option<Arc<Task>> {
             continue;
         }
         sleep(c);
-    }
-}
-
-/// Before sleeping, spin briefly while another worker is busy: work it hands us (a wake-up
-/// in our inbox, a spawn to steal) is then picked up without a futex or eventfd round trip
-/// on either side (Go's spinning Ms). A fully idle runtime never spins.
-fn spin_for_work(c: &WorkerCtx) -> bool {
-    let rt = c.rt;
-    if rt.nworkers() == 1 || rt.nidle.load(Ordering::Relaxed) + 1 >= rt.nworkers() {
-        return false;
-    }
-    for i in 0..SPIN_ROUNDS {
-        for _ in 0..32 {
-            std::hint::spin_loop();
-        }
-        if has_local_work(c) || rt.has_stealable() {
-            return true;
-        }
-        if i % 64 == 63 && rt.next_timer() <= nanotime() {
-            return true;
-        }
-    }
-    false
-}
-
-/// Spin rounds before sleeping (each ~32 pause instructions, roughly 1 µs; ~10 µs in all).
-/// Measured on the echo benchmark (c=1000): no spin costs more CPU per round trip (futex
-/// sleep/wake in the kernel), 50 µs burns ~1.3 µs of user time per round trip; 10 is the
-/// balance. It also keeps fan-in over a channel from paying a futex wake per message.
-const SPIN_ROUNDS: u32 = 10;
-
-fn has_local_work(c: &WorkerCtx) -> bool {
-    has_runnext(c) || !c.local.is_empty() || c.w.inbox_len.load(Ordering::SeqCst) != 0
-}
-
-fn sleep(c: &'static WorkerCtx) {
-    let rt = c.rt;
-    let w = c.w;
-    if c.spinning.replace(false) {
-        rt.nspinning.fetch_sub(1, Ordering::SeqCst);
-    }
-    {
-        let mut idle = rt.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.push(c.index);
-        rt.nidle.fetch_add(1, Ordering::SeqCst);
-    }
-    let poller = rt.poller.try_acquire();
-    w.sleep.store(
-        if poller { SLEEP_POLL } else { SLEEP_FUTEX },
-        Ordering::SeqCst,
-    );
-    fence(Ordering::SeqCst);
-    let ready_now = has_local_work(c)
-        || w.woken_spinning.load(Ordering::SeqCst)
-        || rt.has_stealable()
-        || rt.next_timer() <= nanotime()
-        || rt.shutdown.load(Ordering::SeqCst);
-    if !ready_now {
-        if poller {
-            rt.poller.poll_blocking(rt);
-            w.counters.polls.fetch_add(1, Ordering::Relaxed);
-        } else {
-            std::thread::park();
-        }
-    }
-    if poller {
-        rt.poller.release();
-    }
-    w.sleep.store(AWAKE, Ordering::SeqCst);
-    {
-        let mut idle = rt.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pos) = idle.iter().position(|&i| i == c.index) {
-            idle.swap_remove(pos);
-            rt.nidle.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-    if w.woken_spinning.swap(false, Ordering::SeqCst) {
-        c.spinning.set(true);
-    }
-    // Poller hand-off: if we leave the poller role with work to do while others sleep, wake
-    // one so that somebody keeps watching the network and the timers.
-    if poller && has_local_work(c) && rt.nidle.load(Ordering::SeqCst) > 0 {
-        rt.wake_idle();
     }
 }

@@ -135,23 +135,24 @@ mod tests {
         assert!(q.is_empty());
     }
 
+    /// Pushes `0..n` and pops them back, checking FIFO order.
+    fn fill_and_drain(q: &LocalQueue<u32>, n: u32) {
+        for i in 0..n {
+            q.push_back(i);
+        }
+        assert_eq!(q.len(), n as usize);
+        for i in 0..n {
+            assert_eq!(q.pop_front(), Some(i));
+        }
+        assert!(q.is_empty());
+    }
+
     #[test]
     fn spills_while_wrapped_and_keeps_order() {
         let q = LocalQueue::new();
         // Move head/tail off zero so that the ring is wrapped when it fills.
-        for i in 0..40 {
-            q.push_back(i);
-        }
-        for i in 0..40 {
-            assert_eq!(q.pop_front(), Some(i));
-        }
-        for i in 0..1000 {
-            q.push_back(i);
-        }
-        assert_eq!(q.len(), 1000);
-        for i in 0..1000 {
-            assert_eq!(q.pop_front(), Some(i));
-        }
+        fill_and_drain(&q, 40);
+        fill_and_drain(&q, 1000);
         assert_eq!(q.pop_front(), None);
     }
 
@@ -162,13 +163,7 @@ mod tests {
             r.head = u32::MAX - 5;
             r.tail = u32::MAX - 5;
         });
-        for i in 0..100 {
-            q.push_back(i);
-        }
-        for i in 0..100 {
-            assert_eq!(q.pop_front(), Some(i));
-        }
-        assert!(q.is_empty());
+        fill_and_drain(&q, 100);
     }
 
     #[test]

@@ -202,7 +202,7 @@ fn heap_for(rt: &'static crate::sched::Shared) -> &'static TimerHeap {
 }
 
 fn after_push(rt: &'static crate::sched::Shared, when: u64) {
-    rt.poller.timer_added(when);
+    rt.timer_added(when);
 }
 
 /// Runs `f` on a runtime thread at or after `when`, unless cancelled first through the

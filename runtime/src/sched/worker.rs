@@ -367,7 +367,7 @@ fn poll_and_timers(c: &'static WorkerCtx) {
     if rt.next_timer() <= now {
         rt.run_timers(now);
     }
-    if rt.poller.has_registrations() && rt.poller.try_poll(0, rt) {
+    if c.w.poller.has_registrations() && c.w.poller.try_poll() {
         c.w.counters.polls.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct WorkerCtx {
     tick: Cell<u32>,
     rng: Cell<u64>,
     spinning: Cell<bool>,
+    /// Whether spinning has paid off lately (see `idle::spin_for_work`).
+    spin_credit: Cell<i32>,
     /// This worker's warm stacks (no lock on the spawn/exit path; see stack/cache.rs).
     stacks: StackCache<'static>,
     /// Coroutine ids reserved for this worker's spawns: next, end (Go's `p.goidcache`).
@@ -191,6 +193,7 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         tick: Cell::new(PERIOD - 1),
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
         spinning: Cell::new(false),
+        spin_credit: Cell::new(idle::SPIN_CREDIT_MAX / 2),
         stacks: StackCache::new(&rt.stacks),
         ids: Cell::new((0, 0)),
     }));

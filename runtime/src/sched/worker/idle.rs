@@ -13,32 +13,57 @@ use crate::sched::{AWAKE, SLEEPING};
 use crate::timer::nanotime;
 
 /// Before sleeping, spin briefly while another worker is busy: work it hands us (a wake-up
-/// in our inbox, a spawn to steal) is then picked up without a futex or eventfd round trip
-/// on either side (Go's spinning Ms). A fully idle runtime never spins.
+/// in our inbox, a spawn to steal) is then picked up without an eventfd round trip on either
+/// side (Go's spinning Ms). A fully idle runtime never spins.
+///
+/// Spinning pays only when work comes from other workers (channel hand-offs, spawns); a
+/// worker serving its own connections gets its work from its own epoll instance, which the
+/// spin cannot see, so there spinning only burns CPU and delays that work. The worker keeps a
+/// credit: a spin that finds work earns two, one that does not costs one, and with no credit
+/// it sleeps at once, except for one probing spin every `SPIN_PROBE` idle turns so that a
+/// change of workload is noticed.
 pub(super) fn spin_for_work(c: &WorkerCtx) -> bool {
     let rt = c.rt;
     if rt.nworkers() == 1 || rt.nidle.load(Ordering::Relaxed) + 1 >= rt.nworkers() {
         return false;
     }
+    let credit = c.spin_credit.get();
+    if credit <= 0 {
+        if credit > -SPIN_PROBE {
+            c.spin_credit.set(credit - 1);
+            return false;
+        }
+        c.spin_credit.set(0);
+    }
     for i in 0..SPIN_ROUNDS {
         for _ in 0..32 {
             std::hint::spin_loop();
         }
-        if has_local_work(c) || rt.has_stealable() {
-            return true;
-        }
-        if i % 64 == 63 && rt.next_timer() <= nanotime() {
+        if has_local_work(c)
+            || rt.has_stealable()
+            || (i % 64 == 63 && rt.next_timer() <= nanotime())
+        {
+            c.spin_credit
+                .set((c.spin_credit.get() + 2).min(SPIN_CREDIT_MAX));
             return true;
         }
     }
+    c.spin_credit.set(c.spin_credit.get() - 1);
     false
 }
 
 /// Spin rounds before sleeping (each ~32 pause instructions, roughly 1 µs; ~10 µs in all).
-/// Measured on the echo benchmark (c=1000): no spin costs more CPU per round trip (futex
-/// sleep/wake in the kernel), 50 µs burns ~1.3 µs of user time per round trip; 10 is the
-/// balance. It also keeps fan-in over a channel from paying a futex wake per message.
+/// Measured on the echo benchmark (c=1000) before per-worker pollers: no spin cost more CPU
+/// per round trip (futex sleep/wake in the kernel), 50 µs burnt ~1.3 µs of user time per
+/// round trip; 10 was the balance. It also keeps fan-in over a channel from paying an
+/// eventfd wake per message.
 const SPIN_ROUNDS: u32 = 10;
+
+/// Upper bound of the spin credit (see `spin_for_work`).
+pub(super) const SPIN_CREDIT_MAX: i32 = 16;
+
+/// With no spin credit, one idle turn in this many still spins.
+const SPIN_PROBE: i32 = 32;
 
 pub(super) fn has_local_work(c: &WorkerCtx) -> bool {
     has_runnext(c) || !c.local.is_empty() || c.w.inbox_len.load(Ordering::SeqCst) != 0

@@ -15,8 +15,8 @@
 //! code between two coroutine switches: `running_id` (watchdog) is cleared only when the
 //! worker leaves it, and fresh-task setup and finishing are out of line.
 //!
-//! Sleeping (worker/idle.rs): an idle worker either becomes the one poller (blocks in
-//! `epoll_wait` with the nearest timer as timeout) or sleeps on its thread parker. Before it
+//! Sleeping (worker/idle.rs): an idle worker blocks in `epoll_wait` on its own epoll
+//! instance (the one holding the timer role bounds it by the nearest timer). Before it
 //! sleeps it publishes its state, then re-checks every source of work (see sched/mod.rs for
 //! the ordering argument).
 use std::cell::Cell;

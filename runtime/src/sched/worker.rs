@@ -32,7 +32,9 @@ use crate::task::{Suspend, Task, NO_OWNER};
 use crate::timer::nanotime;
 
 mod idle;
+mod steal;
 use idle::{sleep, spin_for_work};
+use steal::{steal, LoneSeen};
 
 pub(crate) struct WorkerCtx {
     pub(crate) rt: &'static Shared,
@@ -52,6 +54,8 @@ pub(crate) struct WorkerCtx {
     stacks: StackCache<'static>,
     /// Coroutine ids reserved for this worker's spawns: next, end (Go's `p.goidcache`).
     ids: Cell<(u64, u64)>,
+    /// A victim's lone never-run task this worker waits to steal (see worker/steal.rs).
+    lone_seen: Cell<LoneSeen>,
 }
 
 /// Ids a worker reserves at once from `Shared::next_id`.
@@ -193,6 +197,7 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         spinning: Cell::new(false),
         stacks: StackCache::new(&rt.stacks),
         ids: Cell::new((0, 0)),
+        lone_seen: Cell::new(None),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {
@@ -337,27 +342,6 @@ fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
     rt.injector_len.store(q.len(), Ordering::SeqCst);
     drop(q);
     Some(first)
-}
-
-fn steal(c: &WorkerCtx) -> Option<Arc<Task>> {
-    let rt = c.rt;
-    let n = rt.nworkers();
-    if n == 1 {
-        return None;
-    }
-    let start = (next_rand(c) % n as u64) as usize;
-    let me = &c.w.runq;
-    for k in 0..n {
-        let v = (start + k) % n;
-        if v == c.index {
-            continue;
-        }
-        if let Some(t) = rt.workers[v].runq.steal_into(me) {
-            c.w.counters.steals.fetch_add(1, Ordering::Relaxed);
-            return Some(t);
-        }
-    }
-    None
 }
 
 /// Non-blocking netpoll plus expired timers; readies what they wake.

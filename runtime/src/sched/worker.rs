@@ -227,7 +227,11 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     let r = unsafe { task.resume() };
     c.current.set(std::ptr::null());
     match r {
-        CoroutineResult::Yield(Suspend::Park) => {}
+        // The parked task owns this count from now on; its unparker takes it over (see "the
+        // parked count" in task.rs): no reference-count RMW per park and wake-up.
+        CoroutineResult::Yield(Suspend::Park) => {
+            let _ = Arc::into_raw(task);
+        }
         CoroutineResult::Yield(Suspend::Yield) => {
             // The phase stays RUNNING while queued (see the state machine in task.rs).
             c.local.push_back(task);

@@ -57,6 +57,7 @@ impl Unparker {
 
     /// True if this wakes the caller: the running coroutine, or, outside coroutines, the
     /// calling thread.
+    #[inline]
     pub(crate) fn is_current(&self) -> bool {
         match (&self.inner, worker::current_task()) {
             (Inner::Task(t), Some(cur)) => std::ptr::eq(Arc::as_ptr(t), cur),

@@ -2,16 +2,18 @@
 //! one-shot selection token shared by every waiter record of one blocked operation.
 //!
 //! Design (Go's `runtime/chan.go` + `select.go`, simplified):
-//! * One `std::sync::Mutex<State>` per channel guards the buffer, the `closed` flag and two
+//! * One lock per channel (a spin lock, lock.rs) guards the buffer, the `closed` flag and two
 //!   FIFO queues of waiter records (`recvq`, `sendq`). It is held only for short critical
-//!   sections and never across a park. Poisoning is ignored (`into_inner`): no user code runs
-//!   under it except `T`'s destructor-free moves, so the state is always consistent.
+//!   sections and never across a park. There is no poisoning: no user code runs under it
+//!   except `T`'s destructor-free moves, so the state is always consistent.
 //! * A blocked operation parks on a [`Token`]. A token goes `WAITING -> SELECTED(arm)` (a
 //!   peer or `close` claimed it) or `WAITING -> ABORTED` (its owner gave up: timeout, or a
 //!   `select!` that saw an arm become ready while registering). The transitions are CAS, so
 //!   exactly one party wins, like Go's `selectDone`: a value is never delivered twice nor
 //!   lost. Tokens are one-shot: a retrying select makes a fresh one, so a stale record (token
-//!   no longer `WAITING`) can be dropped by whoever meets it.
+//!   no longer `WAITING`) can be dropped by whoever meets it. A token nobody can abort (a
+//!   plain send/recv without deadline) changes only under the channel lock, so claiming it is
+//!   a plain load and store there (`Waiter::abortable`), one locked RMW less per hand-off.
 //! * The winner of the CAS moves the value through the record's `slot` and then sets `done`
 //!   (Release; the waiter reads it with Acquire before touching the slot) and unparks.
 //! * Unbuffered channels are a real rendezvous: a sender parks with its value in its record's
@@ -31,9 +33,10 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
+use super::lock::{SpinGuard, SpinLock};
 use super::waitq::WaitQueue;
 use crate::park::{self, unparker, Unparker};
 use crate::task::WaitReason;
@@ -64,6 +67,7 @@ impl Token {
     }
 
     /// Re-arms a recycled token for the caller (exclusive access: no atomics needed).
+    #[inline]
     fn reset(&mut self) {
         *self.state.get_mut() = WAITING;
         *self.done.get_mut() = false;
@@ -81,6 +85,20 @@ impl Token {
         self.state
             .compare_exchange(WAITING, arm + 1, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
+    }
+
+    /// [`Token::try_select`] for a token nobody can abort (see `Waiter::abortable`).
+    #[inline]
+    fn select_unabortable(&self, arm: u32) -> bool {
+        // Relaxed (load and store): the state of such a token changes only under the channel
+        // lock (here, and in `reset` before the record is published under that lock), so the
+        // lock orders every access; its owner learns the outcome from `done` (Release in
+        // `finish`, Acquire in `wait`/`take`).
+        if self.state.load(Ordering::Relaxed) != WAITING {
+            return false;
+        }
+        self.state.store(arm + 1, Ordering::Relaxed);
+        true
     }
 
     fn finish(&self) {
@@ -148,6 +166,9 @@ pub(crate) struct Waiter<T> {
     /// The shared token of a `select!`; when set, `own` is unused.
     shared: Option<Arc<Token>>,
     arm: u32,
+    /// Whether the token can go `WAITING -> ABORTED` (a deadline, or a `select!`). If not,
+    /// only a holder of the channel lock changes its state, and claiming it needs no CAS.
+    abortable: bool,
     slot: UnsafeCell<Option<T>>,
 }
 
@@ -187,7 +208,13 @@ impl<T> Waiter<T> {
 
     /// Selects this record's token for its arm; `None` if it was already settled.
     fn claim(&self) -> Option<Claim<'_, T>> {
-        self.tok().try_select(self.arm).then_some(Claim(self))
+        let t = self.tok();
+        let won = if self.abortable {
+            t.try_select(self.arm)
+        } else {
+            t.select_unabortable(self.arm)
+        };
+        won.then_some(Claim(self))
     }
 
     /// The owner takes the slot's value once the token is settled (step 3 on [`Waiter`]).
@@ -230,7 +257,15 @@ const FREE_MAX: usize = 128;
 
 impl<T> State<T> {
     /// A waiter record for the caller: a recycled one whose previous owner is gone, or new.
-    fn waiter(&mut self, shared: Option<&Arc<Token>>, arm: usize, v: Option<T>) -> Arc<Waiter<T>> {
+    /// `deadline`: the owner may abort (a timed plain send/recv; a `select!` always may).
+    fn waiter(
+        &mut self,
+        shared: Option<&Arc<Token>>,
+        arm: usize,
+        v: Option<T>,
+        deadline: bool,
+    ) -> Arc<Waiter<T>> {
+        let abortable = deadline || shared.is_some();
         // The token stores arm + 1 next to two markers; `select!` has a handful of arms.
         let arm = match u32::try_from(arm) {
             Ok(a) if a < ABORTED - 1 => a,
@@ -244,6 +279,7 @@ impl<T> State<T> {
                 }
                 m.shared = shared.cloned();
                 m.arm = arm;
+                m.abortable = abortable;
                 *m.slot.get_mut() = v;
                 return w;
             }
@@ -253,6 +289,7 @@ impl<T> State<T> {
             own: Token::fresh(),
             shared: shared.cloned(),
             arm,
+            abortable,
             slot: UnsafeCell::new(v),
         })
     }
@@ -327,7 +364,7 @@ impl<T> State<T> {
 
 /// The shared channel object.
 pub(crate) struct Chan<T> {
-    st: Mutex<State<T>>,
+    st: SpinLock<State<T>>,
     cap: usize,
     pub(crate) senders: AtomicUsize,
     pub(crate) receivers: AtomicUsize,
@@ -336,7 +373,7 @@ pub(crate) struct Chan<T> {
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize) -> Chan<T> {
         Chan {
-            st: Mutex::new(State {
+            st: SpinLock::new(State {
                 buf: VecDeque::new(),
                 closed: false,
                 recvq: WaitQueue::default(),
@@ -349,8 +386,9 @@ impl<T> Chan<T> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.st.lock().unwrap_or_else(PoisonError::into_inner)
+    #[inline]
+    fn lock(&self) -> SpinGuard<'_, State<T>> {
+        self.st.lock()
     }
 
     pub(crate) fn cap(&self) -> usize {
@@ -384,7 +422,7 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TrySend::Full(v);
         }
-        let w = st.waiter(None, 0, Some(v));
+        let w = st.waiter(None, 0, Some(v), deadline.is_some());
         st.sendq.push_back(w.clone());
         drop(st);
         if !w.own.wait(deadline) {
@@ -410,7 +448,7 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TryRecv::Empty;
         }
-        let w = st.waiter(None, 0, None);
+        let w = st.waiter(None, 0, None, deadline.is_some());
         st.recvq.push_back(w.clone());
         drop(st);
         if !w.own.wait(deadline) {
@@ -450,7 +488,7 @@ impl<T> Chan<T> {
         if !st.buf.is_empty() || st.closed || State::peer_waiting(&st.sendq, tok) {
             return Err(());
         }
-        let w = st.waiter(Some(tok), arm, None);
+        let w = st.waiter(Some(tok), arm, None, true);
         st.recvq.push_back(w.clone());
         Ok(w)
     }
@@ -466,7 +504,7 @@ impl<T> Chan<T> {
         if st.closed || st.buf.len() < self.cap || State::peer_waiting(&st.recvq, tok) {
             return Err(v);
         }
-        let w = st.waiter(Some(tok), arm, Some(v));
+        let w = st.waiter(Some(tok), arm, Some(v), true);
         st.sendq.push_back(w.clone());
         Ok(w)
     }

@@ -13,6 +13,7 @@
 //!   dropping the last `Receiver` closes it and drops buffered values (senders then fail);
 //! * `cap()` is `None` for unbounded channels.
 mod core;
+mod lock;
 mod waitq;
 
 use std::fmt;

@@ -47,6 +47,16 @@ impl<T> RunQueue<T> {
         t.wrapping_sub(h).min(N) as usize
     }
 
+    /// A snapshot of (head, tail); `tail - head` is the length if they did not move between
+    /// the two loads.
+    pub(crate) fn bounds(&self) -> (u32, u32) {
+        // Acquire: as in `len` (pairs with the Release publications of head and tail).
+        (
+            self.head.load(Ordering::Acquire),
+            self.tail.load(Ordering::Acquire),
+        )
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }

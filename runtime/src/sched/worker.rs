@@ -32,7 +32,9 @@ use crate::task::{Suspend, Task, NO_OWNER};
 use crate::timer::nanotime;
 
 mod idle;
+mod steal;
 use idle::{sleep, spin_for_work};
+use steal::{steal, LoneSeen};
 
 pub(crate) struct WorkerCtx {
     pub(crate) rt: &'static Shared,
@@ -54,6 +56,8 @@ pub(crate) struct WorkerCtx {
     stacks: StackCache<'static>,
     /// Coroutine ids reserved for this worker's spawns: next, end (Go's `p.goidcache`).
     ids: Cell<(u64, u64)>,
+    /// A victim's lone never-run task this worker waits to steal (see worker/steal.rs).
+    lone_seen: Cell<LoneSeen>,
 }
 
 /// Ids a worker reserves at once from `Shared::next_id`.
@@ -196,6 +200,7 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         spin_credit: Cell::new(idle::SPIN_CREDIT_MAX / 2),
         stacks: StackCache::new(&rt.stacks),
         ids: Cell::new((0, 0)),
+        lone_seen: Cell::new(None),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {
@@ -225,7 +230,11 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     let r = unsafe { task.resume() };
     c.current.set(std::ptr::null());
     match r {
-        CoroutineResult::Yield(Suspend::Park) => {}
+        // The parked task owns this count from now on; its unparker takes it over (see "the
+        // parked count" in task.rs): no reference-count RMW per park and wake-up.
+        CoroutineResult::Yield(Suspend::Park) => {
+            let _ = Arc::into_raw(task);
+        }
         CoroutineResult::Yield(Suspend::Yield) => {
             // The phase stays RUNNING while queued (see the state machine in task.rs).
             c.local.push_back(task);
@@ -340,27 +349,6 @@ fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
     rt.injector_len.store(q.len(), Ordering::SeqCst);
     drop(q);
     Some(first)
-}
-
-fn steal(c: &WorkerCtx) -> Option<Arc<Task>> {
-    let rt = c.rt;
-    let n = rt.nworkers();
-    if n == 1 {
-        return None;
-    }
-    let start = (next_rand(c) % n as u64) as usize;
-    let me = &c.w.runq;
-    for k in 0..n {
-        let v = (start + k) % n;
-        if v == c.index {
-            continue;
-        }
-        if let Some(t) = rt.workers[v].runq.steal_into(me) {
-            c.w.counters.steals.fetch_add(1, Ordering::Relaxed);
-            return Some(t);
-        }
-    }
-    None
 }
 
 /// Non-blocking netpoll plus expired timers; readies what they wake.

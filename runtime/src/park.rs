@@ -14,7 +14,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::sched::worker;
-use crate::task::{Task, WaitReason};
+use crate::task::{Task, TaskRef, WaitReason};
 use crate::timer::{self, TimerAction};
 
 /// Wakes one parked coroutine or thread. Cheap to clone; unparking twice is harmless.
@@ -25,7 +25,7 @@ pub struct Unparker {
 
 #[derive(Clone)]
 enum Inner {
-    Task(Arc<Task>),
+    Task(TaskRef),
     Thread(Arc<Thread>),
 }
 
@@ -41,7 +41,7 @@ impl Unparker {
     /// True if both wake the same coroutine or thread.
     pub fn same_as(&self, other: &Unparker) -> bool {
         match (&self.inner, &other.inner) {
-            (Inner::Task(a), Inner::Task(b)) => Arc::ptr_eq(a, b),
+            (Inner::Task(a), Inner::Task(b)) => TaskRef::ptr_eq(a, b),
             (Inner::Thread(a), Inner::Thread(b)) => a.id() == b.id(),
             _ => false,
         }
@@ -51,17 +51,17 @@ impl Unparker {
     /// calling thread.
     pub(crate) fn is_current(&self) -> bool {
         match (&self.inner, worker::current_task()) {
-            (Inner::Task(t), Some(cur)) => std::ptr::eq(Arc::as_ptr(t), cur),
+            (Inner::Task(t), Some(cur)) => std::ptr::eq(TaskRef::as_ptr(t), cur),
             (Inner::Thread(t), None) => THREAD_UNPARKER.with(|me| Arc::ptr_eq(t, me)),
             _ => false,
         }
     }
 
-    /// Encodes into a word for lock-free slots: an aligned `Arc` pointer, low bit set for a
-    /// thread. The word is never 0..8, so callers may use those values as markers.
+    /// Encodes into a word for lock-free slots: an aligned `TaskRef` or `Arc` pointer, low bit
+    /// set for a thread. The word is never 0..8, so callers may use those values as markers.
     pub(crate) fn into_raw(self) -> usize {
         match self.inner {
-            Inner::Task(t) => Arc::into_raw(t) as usize,
+            Inner::Task(t) => TaskRef::into_raw(t) as usize,
             Inner::Thread(t) => Arc::into_raw(t) as usize | 1,
         }
     }
@@ -78,8 +78,8 @@ impl Unparker {
             }
         } else {
             Unparker {
-                // SAFETY: caller contract: this is an `Arc<Task>` pointer from `into_raw`.
-                inner: Inner::Task(unsafe { Arc::from_raw(raw as *const Task) }),
+                // SAFETY: caller contract: this is a `TaskRef` pointer from `into_raw`.
+                inner: Inner::Task(unsafe { TaskRef::from_raw(raw as *const Task) }),
             }
         }
     }

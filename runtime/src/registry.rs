@@ -1,4 +1,5 @@
-//! The set of live tasks (Go's `allgs`), for the goroutine dump and the watchdog.
+//! The set of live tasks (Go's `allgs`), for the goroutine dump and the watchdog, and the
+//! source of task memory for spawns.
 //!
 //! Sharded by worker, plus one shard for spawns from plain threads. A spawn appends its task to
 //! the shard of the spawning worker, so that shard's lock is taken by its own worker (and by a
@@ -9,53 +10,49 @@
 //! tasks linger as small headers (their stacks are already freed) until the next sweep.
 //! Readers filter out finished tasks.
 //!
-//! Reuse (Go's `gfput`/`gfget`): a sweep moves finished tasks that nothing else references any
-//! more (strong count 1: no `JoinHandle`, `Unparker` or queue holds them) to the shard's free
-//! list, up to [`FREE_CAP`]; a spawn on that shard, after `Arc::get_mut` confirms it is still
-//! unshared, overwrites one in place instead
-//! of allocating, so steady spawn/join churn makes no malloc/free. Reuse is safe code: a task
-//! on the free list is referenced by the free list alone, so nobody can observe the overwrite.
+//! Memory (Go's `gfget`/`gfput`): each shard holds a [`Cache`] of task-pool cells (slab.rs),
+//! used under the shard lock the spawn takes anyway. A task's cell goes back to the pool when
+//! its last `TaskRef` drops (the sweep's, its `JoinHandle`'s or an `Unparker`'s, on any
+//! thread), and the next spawn of any shard reuses it, so steady spawn/join churn makes no
+//! system allocation, and a burst of spawns carves its headers from big chunks.
 //!
-//! The registry's `Arc` also keeps a parked task alive while nothing else references it (a
+//! The registry's `TaskRef` also keeps a parked task alive while nothing else references it (a
 //! coroutine blocked forever leaks, as a goroutine does in Go).
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::task::{Task, DONE};
+use crate::slab::Cache;
+use crate::task::{Task, TaskRef, DONE};
 
 struct Shard {
-    tasks: Vec<Arc<Task>>,
-    /// Finished tasks referenced by nothing else, to be overwritten by the next spawns.
-    free: Vec<Arc<Task>>,
+    tasks: Vec<TaskRef>,
+    /// Where this shard's spawns take task memory from.
+    cells: Cache<Task>,
     /// Sweep when `tasks.len()` reaches this.
     sweep_at: usize,
 }
 
 const MIN_SWEEP: usize = 1024;
-/// Most finished task headers kept for reuse per shard (about 300 bytes each).
-pub(crate) const FREE_CAP: usize = 1024;
 
 pub(crate) struct Registry {
     shards: Box<[Mutex<Shard>]>,
 }
 
 impl Shard {
-    /// Drops finished tasks from `tasks`, keeping unreferenced ones on `free` for reuse.
-    fn sweep(&mut self) {
+    /// Takes finished tasks out of `tasks`; the caller drops them after unlocking (a cell
+    /// returns to the pool with its last reference, and dropping a task drops its result,
+    /// whose destructor may spawn).
+    fn sweep(&mut self) -> Vec<TaskRef> {
+        let mut dead = Vec::new();
         let mut i = 0;
         while i < self.tasks.len() {
-            if self.tasks[i].phase() != DONE {
+            if self.tasks[i].phase() == DONE {
+                dead.push(self.tasks.swap_remove(i));
+            } else {
                 i += 1;
-                continue;
-            }
-            let t = self.tasks.swap_remove(i);
-            // A plain count load, not `Arc::get_mut` (a locked RMW per task): `insert` re-checks
-            // with `get_mut` before it reuses one, so a stale count costs at most an allocation.
-            // No `Weak<Task>` is ever made, so a strong count of 1 means only `t` refers to it.
-            if self.free.len() < FREE_CAP && Arc::strong_count(&t) == 1 {
-                self.free.push(t);
             }
         }
         self.sweep_at = (self.tasks.len() * 2).max(MIN_SWEEP);
+        dead
     }
 }
 
@@ -66,7 +63,7 @@ impl Registry {
                 .map(|_| {
                     Mutex::new(Shard {
                         tasks: Vec::new(),
-                        free: Vec::new(),
+                        cells: Cache::new(),
                         sweep_at: MIN_SWEEP,
                     })
                 })
@@ -74,32 +71,27 @@ impl Registry {
         }
     }
 
-    /// Registers `task` in `shard` (the spawning worker's, or the last one for plain threads)
-    /// and returns it shared, in a reused allocation when the shard has one.
-    pub(crate) fn insert(&self, shard: usize, task: Task) -> Arc<Task> {
+    /// Registers the task `make` returns in `shard` (the spawning worker's, or the last one
+    /// for plain threads) and returns it shared, built in a cell of that shard's cache.
+    #[inline]
+    pub(crate) fn insert(&self, shard: usize, make: impl FnOnce() -> Task) -> TaskRef {
         let s_idx = shard.min(self.shards.len() - 1);
         let mut guard = self.shards[s_idx].lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *guard;
-        if s.tasks.len() >= s.sweep_at {
-            s.sweep();
-        }
-        let task = match s.free.pop() {
-            Some(mut a) => match Arc::get_mut(&mut a) {
-                Some(t) => {
-                    *t = task;
-                    a
-                }
-                // Unreachable (only the free list holds these); allocate to stay correct.
-                None => Arc::new(task),
-            },
-            None => Arc::new(task),
+        let dead = if s.tasks.len() >= s.sweep_at {
+            s.sweep()
+        } else {
+            Vec::new()
         };
+        let task = s.cells.alloc_with(make);
         s.tasks.push(task.clone());
+        drop(guard);
+        drop(dead);
         task
     }
 
     /// A snapshot of every live (not finished) task.
-    pub(crate) fn snapshot(&self) -> Vec<Arc<Task>> {
+    pub(crate) fn snapshot(&self) -> Vec<TaskRef> {
         let mut out = Vec::new();
         for s in self.shards.iter() {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,7 +100,7 @@ impl Registry {
         out
     }
 
-    pub(crate) fn find(&self, id: u64) -> Option<Arc<Task>> {
+    pub(crate) fn find(&self, id: u64) -> Option<TaskRef> {
         for s in self.shards.iter() {
             let s = s.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(t) = s
@@ -125,32 +117,28 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::task::TaskRef;
 
-    /// Finished tasks nothing else references are reused in place by later spawns; a task
-    /// still referenced (here, by a kept `JoinHandle`) is never reused, and its result stays.
+    /// A finished task still referenced (here, by a kept `JoinHandle`) is never reused by later
+    /// spawns (which do reuse cells, see slab.rs), and its result stays.
     #[test]
-    fn unreferenced_finished_tasks_are_reused() {
+    fn referenced_finished_tasks_are_not_reused() {
         let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
         rt.run(|| {
             let kept = crate::spawn(|| 42u64);
             while !kept.is_finished() {
                 crate::yield_now();
             }
-            let mut seen = std::collections::HashSet::new();
-            let mut reused = false;
             for round in 0..4 {
                 let hs: Vec<_> = (0..1000u64)
                     .map(|i| crate::spawn(move || i + round))
                     .collect();
                 for (i, h) in hs.into_iter().enumerate() {
-                    let p = Arc::as_ptr(&h.task) as usize;
-                    reused |= !seen.insert(p);
-                    assert_ne!(p, Arc::as_ptr(&kept.task) as usize);
+                    let p = TaskRef::as_ptr(&h.task);
+                    assert_ne!(p, TaskRef::as_ptr(&kept.task));
                     assert_eq!(h.join().unwrap(), i as u64 + round);
                 }
             }
-            assert!(reused, "no task allocation was reused");
             assert_eq!(kept.join().unwrap(), 42);
         });
     }

@@ -86,8 +86,9 @@ where
         name: b.name,
         site,
     };
-    let task = Task::new(rt, ident, size, Slot::new(f), stack);
-    let task = rt.registry.insert(worker.unwrap_or(rt.nworkers()), task);
+    let task = rt.registry.insert(worker.unwrap_or(rt.nworkers()), || {
+        Task::new(rt, ident, size, Slot::new(f), stack)
+    });
     match worker {
         // Each worker is the only writer of its counters: a plain load + store (Relaxed, a
         // statistic: pairs with nothing).

@@ -3,7 +3,8 @@
 //! A [`Task`] owns one corosensei coroutine on a slab stack, plus the header every other
 //! thread may read: id, name, spawn site, scheduling state, owning worker. Its spawn closure
 //! and then its result live inline in the task (`Task::slot`, see slot.rs), so a task is one
-//! allocation, which the registry may reuse once nothing else references it.
+//! cell of the task pool ([`TaskRef`], slab.rs), which goes back to the pool, to be reused by a
+//! later spawn, once nothing references it.
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
@@ -31,12 +32,12 @@
 use std::cell::{Cell, UnsafeCell};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::overflow::{self, CoroIdent};
 use crate::sched::Shared;
+use crate::slab::{Pool, Pooled, Ref};
 use crate::slot::Slot;
 use crate::stack::SlabStack;
 
@@ -143,7 +144,8 @@ unsafe impl Send for Task {}
 unsafe impl Sync for Task {}
 
 impl Task {
-    /// A never-run task (the caller puts it in an `Arc`, new or reused; see registry.rs).
+    /// A never-run task (the registry builds it in a task-pool cell; see registry.rs).
+    #[inline]
     pub(crate) fn new(
         rt: &'static Shared,
         ident: CoroIdent,
@@ -312,10 +314,24 @@ impl Task {
         bump(&c.unparked);
         self.wait.store(WaitReason::Other as u8, Ordering::Relaxed);
     }
+}
 
+/// A counted reference to a task (an `Arc` whose memory comes from the task pool, slab.rs).
+pub(crate) type TaskRef = Ref<Task>;
+
+/// Every task header of the process lives in this pool (Go's `allgs` memory and `gFree`).
+static TASKS: Pool<Task> = Pool::new();
+
+impl Pooled for Task {
+    fn pool() -> &'static Pool<Task> {
+        &TASKS
+    }
+}
+
+impl Ref<Task> {
     /// Wakes the task: makes a parked task runnable on its owner worker, or leaves a
     /// notification that its next `park` consumes.
-    pub(crate) fn unpark(self: &Arc<Task>) {
+    pub(crate) fn unpark(&self) {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             let (new, wake) = match cur & PHASE {

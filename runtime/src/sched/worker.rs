@@ -21,14 +21,13 @@
 //! the ordering argument).
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::local::LocalQueue;
 use super::{Shared, WorkerShared};
 use crate::stack::StackCache;
-use crate::task::{Suspend, Task, NO_OWNER};
+use crate::task::{Suspend, Task, TaskRef, NO_OWNER};
 use crate::timer::nanotime;
 
 mod idle;
@@ -39,8 +38,8 @@ pub(crate) struct WorkerCtx {
     /// `&rt.workers[index]`, cached: the switch path uses it several times.
     w: &'static WorkerShared,
     pub(crate) index: usize,
-    runnext: Cell<Option<Arc<Task>>>,
-    local: LocalQueue<Arc<Task>>,
+    runnext: Cell<Option<TaskRef>>,
+    local: LocalQueue<TaskRef>,
     /// The task being resumed on this thread (null in scheduler code). Points at a task kept
     /// alive by the registry until it finishes.
     current: Cell<*const Task>,
@@ -108,20 +107,16 @@ pub(crate) fn running_ident() -> *const crate::overflow::CoroIdent {
 }
 
 /// An owned handle to the running task.
-pub(crate) fn current_task_arc() -> Option<Arc<Task>> {
+pub(crate) fn current_task_arc() -> Option<TaskRef> {
     let t = current_task()? as *const Task;
-    // SAFETY: `t` came from `Arc::into_raw`-compatible storage (an `Arc<Task>` held by the
-    // registry keeps the allocation alive), so adding a strong count and materialising an
-    // `Arc` from the pointer is valid.
-    unsafe {
-        Arc::increment_strong_count(t);
-        Some(Arc::from_raw(t))
-    }
+    // SAFETY: every task lives in a task-pool cell, and this one is kept alive by the
+    // registry's `TaskRef` while it runs, so taking one more count from its address is valid.
+    Some(unsafe { TaskRef::clone_raw(t) })
 }
 
 /// Readies `task` on the current thread if it is the owner worker of `rt`.
 #[inline]
-pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Result<(), Arc<Task>> {
+pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: TaskRef) -> Result<(), TaskRef> {
     match ctx() {
         Some(c) if c.index == owner && std::ptr::eq(c.rt, rt) => {
             if let Some(old) = c.runnext.replace(Some(task)) {
@@ -155,7 +150,7 @@ pub(crate) fn next_id(rt: &Shared) -> u64 {
 
 /// Pushes a never-run task on the current worker's ring; Err if the caller is not a worker
 /// of `rt`.
-pub(crate) fn try_spawn_local(rt: &'static Shared, task: Arc<Task>) -> Result<(), Arc<Task>> {
+pub(crate) fn try_spawn_local(rt: &'static Shared, task: TaskRef) -> Result<(), TaskRef> {
     match ctx() {
         Some(c) if std::ptr::eq(c.rt, rt) => {
             if let Err(batch) = c.w.runq.push(task) {
@@ -202,12 +197,12 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
 }
 
 #[inline(always)]
-fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
+fn run_task(c: &'static WorkerCtx, task: TaskRef) {
     let w = c.w;
     if task.owner.load(Ordering::Relaxed) != c.index && !start_fresh(c, &task) {
         return;
     }
-    c.current.set(Arc::as_ptr(&task));
+    c.current.set(TaskRef::as_ptr(&task));
     // `running_id` is cleared when the worker leaves the fast path (`find_runnable_slow`) or
     // does slower work between coroutines (`start_fresh`, `finish_task`), not after every
     // resume: between two resumes on the fast path the worker runs only the few instructions
@@ -235,7 +230,7 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
 /// coroutine. False if it could not start (no stack); it is then finished.
 #[cold]
 #[inline(never)]
-fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
+fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
     // Between coroutines (a stack allocation may take a while): see `run_task`.
     c.w.running_id.store(0, Ordering::Relaxed);
     if task.owner.load(Ordering::Relaxed) != NO_OWNER {
@@ -284,7 +279,7 @@ fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
 
 #[cold]
 #[inline(never)]
-fn finish_task(c: &'static WorkerCtx, task: Arc<Task>) {
+fn finish_task(c: &'static WorkerCtx, task: TaskRef) {
     c.w.running_id.store(0, Ordering::Relaxed);
     // SAFETY: owner thread, the coroutine just returned.
     let stack = unsafe { task.finish() };
@@ -312,7 +307,7 @@ fn drain_inbox_slow(c: &WorkerCtx) -> bool {
     n > 0
 }
 
-fn pop_local(c: &WorkerCtx) -> Option<Arc<Task>> {
+fn pop_local(c: &WorkerCtx) -> Option<TaskRef> {
     c.local.pop_front()
 }
 
@@ -325,7 +320,7 @@ fn has_runnext(c: &WorkerCtx) -> bool {
 }
 
 /// Takes one task from the injector and moves a batch into our ring (Go's `globrunqget`).
-fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
+fn take_injector(c: &WorkerCtx) -> Option<TaskRef> {
     let rt = c.rt;
     if rt.injector_len.load(Ordering::SeqCst) == 0 {
         return None;
@@ -339,7 +334,7 @@ fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
     Some(first)
 }
 
-fn steal(c: &WorkerCtx) -> Option<Arc<Task>> {
+fn steal(c: &WorkerCtx) -> Option<TaskRef> {
     let rt = c.rt;
     let n = rt.nworkers();
     if n == 1 {
@@ -372,7 +367,7 @@ fn poll_and_timers(c: &'static WorkerCtx) {
     }
 }
 
-fn found(c: &'static WorkerCtx, t: Arc<Task>) -> Option<Arc<Task>> {
+fn found(c: &'static WorkerCtx, t: TaskRef) -> Option<TaskRef> {
     if c.spinning.replace(false) {
         // We stop spinning: if we were the last spinner and work remains, wake another
         // (Go's `resetspinning`).
@@ -390,7 +385,7 @@ const PERIOD: u32 = 61;
 /// inbox and we are not spinning, the next task is `runnext` or the head of the local FIFO.
 /// Everything else (and the order that makes it fair) is in [`find_runnable_slow`].
 #[inline(always)]
-fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
+fn find_runnable(c: &'static WorkerCtx) -> Option<TaskRef> {
     let tick = c.tick.get();
     if tick != 0 && c.w.inbox_len.load(Ordering::SeqCst) == 0 && !c.spinning.get() {
         if let Some(t) = c.runnext.take().or_else(|| c.local.pop_front()) {
@@ -402,7 +397,7 @@ fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
 }
 
 #[inline(never)]
-fn find_runnable_slow(c: &'static WorkerCtx) -> Option<Arc<Task>> {
+fn find_runnable_slow(c: &'static WorkerCtx) -> Option<TaskRef> {
     let rt = c.rt;
     let me = c.w;
     // Out of the switch fast path: no coroutine runs now (see `run_task`).

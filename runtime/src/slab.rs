@@ -1,0 +1,386 @@
+//! Reference-counted cells carved from large chunks: the memory of task headers (Go keeps its
+//! `g`s in its own heap and recycles dead ones through `gFree` lists; this is that).
+//!
+//! What: a [`Ref<T>`] is an `Arc<T>` whose allocation is a cell of a per-type [`Pool`]. A
+//! pool maps chunks with `mmap` (64 KiB at first, doubling to [`MAX_CHUNK`]; chunks of 2 MiB and
+//! more are 2 MiB-aligned and `MADV_HUGEPAGE`, so a burst of a million spawns takes a few
+//! hundred page faults instead of ~60000, and no `mprotect` per page that a glibc thread arena
+//! makes while it grows). A [`Cache`] (one per registry shard, used under the shard's lock)
+//! hands out cells: its private free list, else every cell freed since (taken from the pool's
+//! freed stack at once), else a run of [`RUN`] fresh cells carved from the pool's chunk.
+//! Dropping the last `Ref` drops the value in place and pushes the cell on the pool's freed
+//! stack (one CAS), from any thread.
+//!
+//! Invariants:
+//! - A cell is in exactly one state: live (`refs >= 1`, value initialised, reachable only
+//!   through `Ref`s), on the freed stack, on a cache's free list, or in a cache's fresh run
+//!   (the last three: value dropped or never written, `refs == 0`).
+//! - Chunks are never unmapped (like Go's heap for `g`s), so memory a burst of tasks needed
+//!   stays with the pool for later spawns; a cell pointer, once handed out, stays mapped.
+//! - The freed stack is pushed by CAS and emptied only by `swap(null)`; nobody pops a single
+//!   node, so there is no ABA problem.
+//!
+//! Differences from `Arc`: no weak counts; `T: Pooled` names its pool (a `static`).
+use std::alloc::Layout;
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Fresh cells a cache carves from its pool at once.
+pub(crate) const RUN: usize = 64;
+/// First chunk size; each next chunk doubles, up to [`MAX_CHUNK`].
+const FIRST_CHUNK: usize = 64 << 10;
+/// Largest chunk mapped at once (address space; pages are touched as cells are used).
+const MAX_CHUNK: usize = 16 << 20;
+/// Chunks this large or larger are aligned to it and backed by transparent huge pages.
+const HUGE: usize = 2 << 20;
+
+/// A type whose `Ref`s live in one process-wide pool.
+pub(crate) trait Pooled: Sized + Send + Sync + 'static {
+    /// The pool of this type's cells.
+    fn pool() -> &'static Pool<Self>;
+}
+
+#[repr(C)]
+struct Cell<T> {
+    refs: AtomicUsize,
+    /// Link of the freed stack / a cache's free list; meaningful only while the cell is free.
+    next: UnsafeCell<*mut Cell<T>>,
+    value: MaybeUninit<T>,
+}
+
+/// Where cells come from: the current chunk and the stack of freed cells.
+pub(crate) struct Pool<T> {
+    freed: AtomicPtr<Cell<T>>,
+    chunk: Mutex<Chunk>,
+}
+
+struct Chunk {
+    /// Next uncarved byte and end of the current chunk.
+    next: usize,
+    end: usize,
+    /// Size of the next chunk to map.
+    size: usize,
+}
+
+// The pool holds only pointers to cells whose values are dropped or not yet written; cells
+// move between threads as `Ref<T>` does, which needs `T: Send + Sync`.
+// SAFETY: all shared state is atomic or behind the mutex.
+unsafe impl<T: Send + Sync> Sync for Pool<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Send for Pool<T> {}
+
+impl<T: Pooled> Pool<T> {
+    /// An empty pool (maps nothing until the first cell is needed).
+    pub(crate) const fn new() -> Pool<T> {
+        Pool {
+            freed: AtomicPtr::new(ptr::null_mut()),
+            chunk: Mutex::new(Chunk {
+                next: 0,
+                end: 0,
+                size: FIRST_CHUNK,
+            }),
+        }
+    }
+
+    /// Carves up to `RUN` fresh cells: returns `(first, count)`, contiguous.
+    fn carve(&self) -> (*mut Cell<T>, usize) {
+        let size = std::mem::size_of::<Cell<T>>();
+        let mut c = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
+        if c.end - c.next < size {
+            let bytes = c.size.max(size * RUN);
+            c.next = map_chunk(bytes);
+            c.end = c.next + bytes;
+            c.size = (c.size * 2).min(MAX_CHUNK);
+        }
+        let n = ((c.end - c.next) / size).min(RUN);
+        let first = c.next as *mut Cell<T>;
+        c.next += n * size;
+        (first, n)
+    }
+
+    /// Pushes a free cell on the freed stack.
+    ///
+    /// # Safety
+    /// `cell` is a cell of this pool that nobody else references (its value dropped or never
+    /// written).
+    unsafe fn push_freed(&self, cell: *mut Cell<T>) {
+        let mut head = self.freed.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: caller contract: the cell is ours alone until the CAS publishes it.
+            unsafe { *(*cell).next.get() = head };
+            // Release: publishes the dropped value and the link to the cache that takes the
+            // stack with the Acquire swap in `Cache::take_cell` (RMWs by later pushers extend
+            // this release sequence).
+            match self
+                .freed
+                .compare_exchange_weak(head, cell, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+}
+
+/// Maps a chunk of `bytes` (a multiple of the page size); aborts like `Arc::new` when out of
+/// memory.
+fn map_chunk(bytes: usize) -> usize {
+    let huge = bytes >= HUGE;
+    // Over-map by the alignment so an aligned range of `bytes` fits, then trim.
+    let len = if huge { bytes + HUGE } else { bytes };
+    // SAFETY: a fresh private anonymous mapping at an address the kernel picks.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        std::alloc::handle_alloc_error(Layout::from_size_align(bytes, 4096).expect("layout"));
+    }
+    let p = p as usize;
+    if !huge {
+        return p;
+    }
+    let start = (p + HUGE - 1) & !(HUGE - 1);
+    // SAFETY: both ranges lie in the mapping just made, outside `start..start + bytes`, and
+    // nothing refers to them.
+    unsafe {
+        if start > p {
+            libc::munmap(p as *mut libc::c_void, start - p);
+        }
+        let tail = p + len - (start + bytes);
+        if tail > 0 {
+            libc::munmap((start + bytes) as *mut libc::c_void, tail);
+        }
+        // Failure (THP disabled) is harmless: the chunk is then backed by small pages.
+        libc::madvise(start as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
+    }
+    start
+}
+
+/// One owner's supply of cells (see the module comment). Not shared: callers keep it behind
+/// their own lock.
+pub(crate) struct Cache<T: Pooled> {
+    /// Private free list (linked through `Cell::next`).
+    free: *mut Cell<T>,
+    /// Fresh cells `fresh..fresh + left`.
+    fresh: *mut Cell<T>,
+    left: usize,
+}
+
+// The cache holds only free cells (no live value), which any thread may fill.
+// SAFETY: moving the cache moves pointers to memory nobody else uses.
+unsafe impl<T: Pooled> Send for Cache<T> {}
+
+impl<T: Pooled> Cache<T> {
+    pub(crate) const fn new() -> Cache<T> {
+        Cache {
+            free: ptr::null_mut(),
+            fresh: ptr::null_mut(),
+            left: 0,
+        }
+    }
+
+    /// Moves `value` into a cell: a `Ref` with count 1.
+    #[cfg(test)]
+    pub(crate) fn alloc(&mut self, value: T) -> Ref<T> {
+        self.alloc_with(|| value)
+    }
+
+    /// Puts the value `make` returns into a cell (built in place when `make` inlines, which
+    /// saves copying a large `T`): a `Ref` with count 1.
+    #[inline]
+    pub(crate) fn alloc_with(&mut self, make: impl FnOnce() -> T) -> Ref<T> {
+        let cell = self.take_cell();
+        // SAFETY: `take_cell` returns a free cell of `T::pool()` that only we reference; a
+        // panic in `make` leaves it unused (leaked: memory-safe).
+        unsafe {
+            (*cell).value.as_mut_ptr().write(make());
+            ptr::addr_of_mut!((*cell).refs).write(AtomicUsize::new(1));
+            Ref::from_cell(cell)
+        }
+    }
+
+    fn take_cell(&mut self) -> *mut Cell<T> {
+        if self.free.is_null() {
+            // Acquire: pairs with the Release CAS of every push in `Pool::push_freed`.
+            self.free = T::pool().freed.swap(ptr::null_mut(), Ordering::Acquire);
+        }
+        if !self.free.is_null() {
+            let cell = self.free;
+            // SAFETY: cells on our list are ours alone; their links were published to us by
+            // the swap above.
+            self.free = unsafe { *(*cell).next.get() };
+            return cell;
+        }
+        if self.left == 0 {
+            (self.fresh, self.left) = T::pool().carve();
+        }
+        let cell = self.fresh;
+        // SAFETY: `fresh..fresh + left` lies in one chunk (from `carve`), so `cell + 1` stays
+        // within or one past it.
+        self.fresh = unsafe { cell.add(1) };
+        self.left -= 1;
+        cell
+    }
+}
+
+impl<T: Pooled> Drop for Cache<T> {
+    fn drop(&mut self) {
+        // Hand every cell we hold back to the pool's freed stack.
+        let pool = T::pool();
+        while !self.free.is_null() {
+            let cell = self.free;
+            // SAFETY: a free cell on our list: ours alone, its link valid.
+            unsafe {
+                self.free = *(*cell).next.get();
+                pool.push_freed(cell);
+            }
+        }
+        for i in 0..self.left {
+            // SAFETY: `fresh..fresh + left` are fresh cells of one chunk, ours alone.
+            unsafe { pool.push_freed(self.fresh.add(i)) };
+        }
+        self.left = 0;
+    }
+}
+
+/// A counted reference to a `T` in a pool cell (like `Arc<T>`, see the module comment).
+pub(crate) struct Ref<T: Pooled> {
+    cell: NonNull<Cell<T>>,
+    _own: PhantomData<T>,
+}
+
+// As `Arc<T>`: sending or sharing a `Ref` shares the `T` and may drop it on another thread.
+// SAFETY: `T: Send + Sync` (required by `Pooled`).
+unsafe impl<T: Pooled> Send for Ref<T> {}
+// SAFETY: as above.
+unsafe impl<T: Pooled> Sync for Ref<T> {}
+
+impl<T: Pooled> Ref<T> {
+    /// # Safety
+    /// `cell` is live with one count that the new `Ref` takes over.
+    unsafe fn from_cell(cell: *mut Cell<T>) -> Ref<T> {
+        Ref {
+            // SAFETY: cells come from non-null chunks.
+            cell: unsafe { NonNull::new_unchecked(cell) },
+            _own: PhantomData,
+        }
+    }
+
+    fn cell(&self) -> &Cell<T> {
+        // SAFETY: a `Ref` keeps its cell live (count >= 1), and chunks are never unmapped.
+        unsafe { self.cell.as_ref() }
+    }
+
+    /// The value's address (as `Arc::as_ptr`).
+    pub(crate) fn as_ptr(this: &Ref<T>) -> *const T {
+        this.cell().value.as_ptr()
+    }
+
+    /// Gives up the `Ref` without dropping its count (as `Arc::into_raw`).
+    pub(crate) fn into_raw(this: Ref<T>) -> *const T {
+        let p = Ref::as_ptr(&this);
+        std::mem::forget(this);
+        p
+    }
+
+    /// Takes back a count given up by [`Ref::into_raw`] (as `Arc::from_raw`).
+    ///
+    /// # Safety
+    /// `p` came from `Ref::<T>::into_raw` and its count is taken back once.
+    pub(crate) unsafe fn from_raw(p: *const T) -> Ref<T> {
+        let off = std::mem::offset_of!(Cell<T>, value);
+        // SAFETY: caller contract: `p` is the value field of a live cell.
+        unsafe { Ref::from_cell(p.byte_sub(off).cast_mut().cast::<Cell<T>>()) }
+    }
+
+    /// A new `Ref` to the value at `p` (as `Arc::increment_strong_count` + `from_raw`).
+    ///
+    /// # Safety
+    /// `p` is the address of a value in a live cell (for instance from [`Ref::as_ptr`] of a
+    /// `Ref` that is kept alive during this call).
+    pub(crate) unsafe fn clone_raw(p: *const T) -> Ref<T> {
+        // SAFETY: caller contract.
+        let r = std::mem::ManuallyDrop::new(unsafe { Ref::from_raw(p) });
+        (*r).clone()
+    }
+
+    /// True if both point to the same value.
+    pub(crate) fn ptr_eq(a: &Ref<T>, b: &Ref<T>) -> bool {
+        a.cell == b.cell
+    }
+
+    /// The number of `Ref`s (a snapshot, as `Arc::strong_count`).
+    #[cfg(test)]
+    pub(crate) fn strong_count(this: &Ref<T>) -> usize {
+        // Acquire: as `Arc::strong_count` (pairs with the Release decrement in `drop`), so a
+        // caller that sees 1 also sees what the other owners did before they let go.
+        this.cell().refs.load(Ordering::Acquire)
+    }
+
+    /// Mutable access if this is the only `Ref` (as `Arc::get_mut`).
+    #[cfg(test)]
+    pub(crate) fn get_mut(this: &mut Ref<T>) -> Option<&mut T> {
+        if Ref::strong_count(this) != 1 {
+            return None;
+        }
+        // SAFETY: we hold the only count and `&mut` to it, so nobody else can reach the value
+        // (no weak references exist); the Acquire load above ordered the other owners' uses
+        // before ours.
+        Some(unsafe { (*this.cell.as_ptr()).value.assume_init_mut() })
+    }
+}
+
+impl<T: Pooled> std::ops::Deref for Ref<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: a live cell's value is initialised (module invariant).
+        unsafe { self.cell().value.assume_init_ref() }
+    }
+}
+
+impl<T: Pooled> Clone for Ref<T> {
+    fn clone(&self) -> Ref<T> {
+        // Relaxed: as `Arc::clone`: the caller already holds a count, so the cell cannot be
+        // freed meanwhile, and the new count publishes nothing (pairs with nothing).
+        let old = self.cell().refs.fetch_add(1, Ordering::Relaxed);
+        if old > isize::MAX as usize {
+            crate::overflow::throw("Ref::clone: reference count overflow");
+        }
+        Ref {
+            cell: self.cell,
+            _own: PhantomData,
+        }
+    }
+}
+
+impl<T: Pooled> Drop for Ref<T> {
+    fn drop(&mut self) {
+        // Release: our uses of the value happen before the last owner drops it (pairs with
+        // the Acquire fence below, in whichever thread drops the last count).
+        if self.cell().refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        let cell = self.cell.as_ptr();
+        // SAFETY: we dropped the last count: nobody else references the cell, its value is
+        // initialised and dropped once here; then the free cell goes back to the pool.
+        unsafe {
+            (*cell).value.assume_init_drop();
+            T::pool().push_freed(cell);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -123,7 +123,7 @@ fn monitor_main(rt: &'static Shared) {
 }
 
 fn warn_stuck(rt: &Shared, worker: usize, id: u64, for_ns: u64) {
-    let (name, site) = match rt.registry.find(id) {
+    let (name, site) = match crate::registry::find(rt, id) {
         Some(t) => (
             t.ident
                 .name
@@ -222,7 +222,7 @@ fn reason_str(r: WaitReason) -> &'static str {
 
 /// Every live coroutine: id, name, state, spawn site and age, in Go's dump layout.
 pub(crate) fn dump(rt: &Shared) -> String {
-    let mut tasks = rt.registry.snapshot();
+    let mut tasks = crate::registry::snapshot(rt);
     tasks.sort_by_key(|t| t.ident.id);
     let now = nanotime();
     // A started task stays RUNNING while queued (see task.rs): it runs only if a worker says

@@ -1,118 +1,77 @@
-//! The set of live tasks (Go's `allgs`), for the goroutine dump and the watchdog, and the
-//! source of task memory for spawns.
+//! The set of live tasks (Go's `allgs`), for the goroutine dump and the watchdog, and where
+//! spawns get task memory.
 //!
-//! Sharded by worker, plus one shard for spawns from plain threads. A spawn appends its task to
-//! the shard of the spawning worker, so that shard's lock is taken by its own worker (and by a
-//! dump or the watchdog, rarely): uncontended. A finishing task does not touch the registry at
-//! all (it may finish on another worker, whose lock traffic on the spawner's shard used to cost
-//! ~200 ns per spawn with two workers). Instead each shard drops its finished tasks when it has
-//! grown to twice the size it had after the last sweep (amortized O(1) per spawn), so finished
-//! tasks linger as small headers (their stacks are already freed) until the next sweep.
-//! Readers filter out finished tasks.
+//! What: every task lives in a cell of the process-wide task pool (slab.rs), and the pool
+//! doubles as the registry, as Go's `allgs` holds every `g` ever made: [`snapshot`] and
+//! [`find`] walk every cell ever carved and keep the live tasks of the asked runtime. So a
+//! spawn registers nothing and takes no lock: it builds its task in a cell of the spawning
+//! worker's own cache (`WorkerCtx::cells`, no lock; plain threads share [`OUTSIDE`]). That
+//! makes the walk cost time in proportion to the most tasks ever alive at once, which only a
+//! dump or a watchdog report pays.
 //!
-//! Memory (Go's `gfget`/`gfput`): each shard holds a [`Cache`] of task-pool cells (slab.rs),
-//! used under the shard lock the spawn takes anyway. A task's cell goes back to the pool when
-//! its last `TaskRef` drops (the sweep's, its `JoinHandle`'s or an `Unparker`'s, on any
-//! thread), and the next spawn of any shard reuses it, so steady spawn/join churn makes no
-//! system allocation, and a burst of spawns carves its headers from big chunks.
-//!
-//! The registry's `TaskRef` also keeps a parked task alive while nothing else references it (a
-//! coroutine blocked forever leaks, as a goroutine does in Go).
+//! Invariant: a spawned task holds one count of its own cell (the "registry's reference"),
+//! taken by [`insert`] and dropped by [`release`] when the task finishes (or fails to start),
+//! so a coroutine parked forever with no other reference stays alive and listed, as a
+//! leaked goroutine does in Go. Every other count belongs to a `TaskRef` (queues, the
+//! `JoinHandle`, `Unparker`s); when the last one goes, the cell returns to the pool (Go's
+//! `gfput`) and a later spawn reuses it (`gfget`).
 use std::sync::Mutex;
 
-use crate::slab::Cache;
+use crate::sched::{worker, Shared};
+use crate::slab::{Cache, Pooled};
 use crate::task::{Task, TaskRef, DONE};
 
-struct Shard {
-    tasks: Vec<TaskRef>,
-    /// Where this shard's spawns take task memory from.
-    cells: Cache<Task>,
-    /// Sweep when `tasks.len()` reaches this.
-    sweep_at: usize,
+/// Cells for spawns from threads that are not workers.
+static OUTSIDE: Mutex<Cache<Task>> = Mutex::new(Cache::new());
+
+/// Builds the task `make` returns in a pool cell (from the calling worker's cache, else
+/// [`OUTSIDE`]) and returns two references to it (for the run queue and the `JoinHandle`),
+/// keeping a third count for the registry until [`release`].
+#[inline]
+pub(crate) fn insert(make: impl FnOnce() -> Task) -> (TaskRef, TaskRef) {
+    // The three counts are set at once (no atomic increments).
+    let task = match worker::task_cells() {
+        Some(cells) => cells.borrow_mut().alloc_with(3, make),
+        None => OUTSIDE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alloc_with(3, make),
+    };
+    // SAFETY: one of the two extra counts `alloc_with` gave us; the other is the registry's,
+    // taken back by `release`.
+    let second = unsafe { TaskRef::from_raw(TaskRef::as_ptr(&task)) };
+    (task, second)
 }
 
-const MIN_SWEEP: usize = 1024;
-
-pub(crate) struct Registry {
-    shards: Box<[Mutex<Shard>]>,
+/// Drops the registry's count of a task that has finished (or could not start).
+///
+/// # Safety
+/// `task` came from [`insert`] and this is its only `release`.
+pub(crate) unsafe fn release(task: &TaskRef) {
+    // SAFETY: caller contract: this is the count `insert` kept for the registry.
+    drop(unsafe { TaskRef::from_raw(TaskRef::as_ptr(task)) });
 }
 
-impl Shard {
-    /// Takes finished tasks out of `tasks`; the caller drops them after unlocking (a cell
-    /// returns to the pool with its last reference, and dropping a task drops its result,
-    /// whose destructor may spawn).
-    fn sweep(&mut self) -> Vec<TaskRef> {
-        let mut dead = Vec::new();
-        let mut i = 0;
-        while i < self.tasks.len() {
-            if self.tasks[i].phase() == DONE {
-                dead.push(self.tasks.swap_remove(i));
-            } else {
-                i += 1;
-            }
+/// Every live (not finished) task of `rt`.
+pub(crate) fn snapshot(rt: &Shared) -> Vec<TaskRef> {
+    let mut out = Vec::new();
+    Task::pool().for_each_live(|t| {
+        if std::ptr::eq(t.rt, rt) && t.phase() != DONE {
+            out.push(t);
         }
-        self.sweep_at = (self.tasks.len() * 2).max(MIN_SWEEP);
-        dead
-    }
+    });
+    out
 }
 
-impl Registry {
-    pub(crate) fn new(n: usize) -> Registry {
-        Registry {
-            shards: (0..n)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        tasks: Vec::new(),
-                        cells: Cache::new(),
-                        sweep_at: MIN_SWEEP,
-                    })
-                })
-                .collect(),
+/// The live task of `rt` with id `id`.
+pub(crate) fn find(rt: &Shared, id: u64) -> Option<TaskRef> {
+    let mut found = None;
+    Task::pool().for_each_live(|t| {
+        if found.is_none() && t.ident.id == id && std::ptr::eq(t.rt, rt) && t.phase() != DONE {
+            found = Some(t);
         }
-    }
-
-    /// Registers the task `make` returns in `shard` (the spawning worker's, or the last one
-    /// for plain threads) and returns it shared, built in a cell of that shard's cache.
-    #[inline]
-    pub(crate) fn insert(&self, shard: usize, make: impl FnOnce() -> Task) -> TaskRef {
-        let s_idx = shard.min(self.shards.len() - 1);
-        let mut guard = self.shards[s_idx].lock().unwrap_or_else(|e| e.into_inner());
-        let s = &mut *guard;
-        let dead = if s.tasks.len() >= s.sweep_at {
-            s.sweep()
-        } else {
-            Vec::new()
-        };
-        let task = s.cells.alloc_with(make);
-        s.tasks.push(task.clone());
-        drop(guard);
-        drop(dead);
-        task
-    }
-
-    /// A snapshot of every live (not finished) task.
-    pub(crate) fn snapshot(&self) -> Vec<TaskRef> {
-        let mut out = Vec::new();
-        for s in self.shards.iter() {
-            let s = s.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(s.tasks.iter().filter(|t| t.phase() != DONE).cloned());
-        }
-        out
-    }
-
-    pub(crate) fn find(&self, id: u64) -> Option<TaskRef> {
-        for s in self.shards.iter() {
-            let s = s.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(t) = s
-                .tasks
-                .iter()
-                .find(|t| t.ident.id == id && t.phase() != DONE)
-            {
-                return Some(t.clone());
-            }
-        }
-        None
-    }
+    });
+    found
 }
 
 #[cfg(test)]
@@ -142,20 +101,58 @@ mod tests {
             assert_eq!(kept.join().unwrap(), 42);
         });
     }
+
+    /// Finished tasks are never listed, and the registry's count of a finished task is gone
+    /// (only its `JoinHandle` holds it).
     #[test]
-    fn finished_tasks_are_swept_and_never_listed() {
+    fn finished_tasks_are_released_and_never_listed() {
         let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
         rt.run(|| {
+            let h = crate::spawn(|| 5u8);
+            while !h.is_finished() {
+                crate::yield_now();
+            }
+            // The finishing worker drops its queue reference and the registry's count right
+            // after the result is stored; yield until it has.
+            while TaskRef::strong_count(&h.task) != 1 {
+                crate::yield_now();
+            }
             for _ in 0..5000 {
                 crate::spawn(|| {}).join().unwrap();
             }
+            assert_eq!(h.join().unwrap(), 5);
         });
-        // Only live tasks are listed (the shard was swept along the way). `main` completes its
-        // join before its coroutine returns, so allow it a moment to finish.
+        // `main` completes its join before its coroutine returns, so allow it a moment to
+        // finish.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !rt.dump().is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(rt.dump().is_empty(), "{}", rt.dump());
+    }
+
+    /// A coroutine parked forever with nothing else referencing it stays alive and listed.
+    #[test]
+    fn parked_unreferenced_task_is_listed() {
+        let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
+        let id = rt.run(|| {
+            let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let s2 = started.clone();
+            let h = crate::spawn(move || {
+                s2.store(true, std::sync::atomic::Ordering::SeqCst);
+                loop {
+                    crate::park::park();
+                }
+            });
+            let id = h.id();
+            drop(h);
+            // One worker: once the flag is set, the coroutine has run on until it parked.
+            while !started.load(std::sync::atomic::Ordering::SeqCst) {
+                crate::yield_now();
+            }
+            id
+        });
+        let dump = rt.dump();
+        assert!(dump.contains(&format!("goroutine {id} [")), "{dump}");
     }
 }

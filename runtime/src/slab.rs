@@ -11,10 +11,17 @@
 //! Dropping the last `Ref` drops the value in place and pushes the cell on the pool's freed
 //! stack (one CAS), from any thread.
 //!
+//! [`Pool::for_each_live`] walks every carved cell and takes a `Ref` to each live one, the way
+//! Go walks `allgs`: the pool doubles as the registry of live tasks (registry.rs).
+//!
 //! Invariants:
 //! - A cell is in exactly one state: live (`refs >= 1`, value initialised, reachable only
-//!   through `Ref`s), on the freed stack, on a cache's free list, or in a cache's fresh run
-//!   (the last three: value dropped or never written, `refs == 0`).
+//!   through `Ref`s, or through `for_each_live` while `refs >= 1`), on the freed stack, on a
+//!   cache's free list, or in a cache's fresh run (the last three: value dropped or never
+//!   written, `refs == 0`).
+//! - `refs` is only ever accessed atomically (fresh chunks are zero), so `for_each_live` may
+//!   read any carved cell's count; a count leaves 0 only in `Cache::alloc_with`, after
+//!   the value is written.
 //! - Chunks are never unmapped (like Go's heap for `g`s), so memory a burst of tasks needed
 //!   stays with the pool for later spawns; a cell pointer, once handed out, stays mapped.
 //! - The freed stack is pushed by CAS and emptied only by `swap(null)`; nobody pops a single
@@ -64,6 +71,8 @@ struct Chunk {
     end: usize,
     /// Size of the next chunk to map.
     size: usize,
+    /// Every chunk: its start and the end of its carved part (for [`Pool::for_each_live`]).
+    all: Vec<(usize, usize)>,
 }
 
 // The pool holds only pointers to cells whose values are dropped or not yet written; cells
@@ -82,6 +91,7 @@ impl<T: Pooled> Pool<T> {
                 next: 0,
                 end: 0,
                 size: FIRST_CHUNK,
+                all: Vec::new(),
             }),
         }
     }
@@ -95,11 +105,55 @@ impl<T: Pooled> Pool<T> {
             c.next = map_chunk(bytes);
             c.end = c.next + bytes;
             c.size = (c.size * 2).min(MAX_CHUNK);
+            let start = c.next;
+            c.all.push((start, start));
         }
         let n = ((c.end - c.next) / size).min(RUN);
         let first = c.next as *mut Cell<T>;
         c.next += n * size;
+        let next = c.next;
+        if let Some(last) = c.all.last_mut() {
+            last.1 = next;
+        }
         (first, n)
+    }
+
+    /// Calls `f` with a `Ref` to every value alive in the pool (Go's `forEachG` over `allgs`),
+    /// each taken like `Weak::upgrade`: only while its count is not 0. Walks every cell ever
+    /// carved, so it costs time in proportion to the largest number of values once alive.
+    pub(crate) fn for_each_live(&self, mut f: impl FnMut(Ref<T>)) {
+        let size = std::mem::size_of::<Cell<T>>();
+        let chunks = self
+            .chunk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .all
+            .clone();
+        for (start, end) in chunks {
+            let mut p = start;
+            while p + size <= end {
+                let cell = p as *mut Cell<T>;
+                p += size;
+                // SAFETY: a carved cell of a chunk that is never unmapped; `refs` is an atomic
+                // at all times (zero from `mmap`, and only ever written atomically), so reading
+                // it races with nothing.
+                let refs = unsafe { &(*cell).refs };
+                let mut n = refs.load(Ordering::Relaxed);
+                while n != 0 {
+                    // Acquire: pairs with the Release store of the count in `Cache::alloc_with` (and the
+                    // counts that extend its release sequence), so the value is visible.
+                    match refs.compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed)
+                    {
+                        Ok(_) => {
+                            // SAFETY: we took a count of a live cell.
+                            f(unsafe { Ref::from_cell(cell) });
+                            break;
+                        }
+                        Err(m) => n = m,
+                    }
+                }
+            }
+        }
     }
 
     /// Pushes a free cell on the freed stack.
@@ -193,19 +247,26 @@ impl<T: Pooled> Cache<T> {
     /// Moves `value` into a cell: a `Ref` with count 1.
     #[cfg(test)]
     pub(crate) fn alloc(&mut self, value: T) -> Ref<T> {
-        self.alloc_with(|| value)
+        self.alloc_with(1, || value)
     }
 
     /// Puts the value `make` returns into a cell (built in place when `make` inlines, which
-    /// saves copying a large `T`): a `Ref` with count 1.
+    /// saves copying a large `T`) with a count of `refs` (at least 1): the returned `Ref` owns
+    /// one; the caller owns the other `refs - 1` and takes each back with
+    /// `Ref::from_raw(Ref::as_ptr(..))` (saving an atomic increment per reference).
     #[inline]
-    pub(crate) fn alloc_with(&mut self, make: impl FnOnce() -> T) -> Ref<T> {
+    pub(crate) fn alloc_with(&mut self, refs: usize, make: impl FnOnce() -> T) -> Ref<T> {
+        if refs == 0 {
+            crate::overflow::throw("Cache::alloc_with: no reference");
+        }
         let cell = self.take_cell();
-        // SAFETY: `take_cell` returns a free cell of `T::pool()` that only we reference; a
-        // panic in `make` leaves it unused (leaked: memory-safe).
+        // SAFETY: `take_cell` returns a free cell of `T::pool()` that only we reference (a
+        // `for_each_live` may read its count, which stays 0 until the store below); a panic in
+        // `make` leaves it unused (leaked: memory-safe).
         unsafe {
             (*cell).value.as_mut_ptr().write(make());
-            ptr::addr_of_mut!((*cell).refs).write(AtomicUsize::new(1));
+            // Release: publishes the value to `for_each_live` (pairs with its Acquire CAS).
+            (*cell).refs.store(refs, Ordering::Release);
             Ref::from_cell(cell)
         }
     }
@@ -294,10 +355,12 @@ impl<T: Pooled> Ref<T> {
         p
     }
 
-    /// Takes back a count given up by [`Ref::into_raw`] (as `Arc::from_raw`).
+    /// Takes back a count given up by [`Ref::into_raw`] (as `Arc::from_raw`), or one of the
+    /// extra counts of `Cache::alloc_with`.
     ///
     /// # Safety
-    /// `p` came from `Ref::<T>::into_raw` and its count is taken back once.
+    /// `p` came from `Ref::<T>::into_raw` (or `as_ptr` of a cell whose extra count the caller
+    /// owns) and that count is taken back once.
     pub(crate) unsafe fn from_raw(p: *const T) -> Ref<T> {
         let off = std::mem::offset_of!(Cell<T>, value);
         // SAFETY: caller contract: `p` is the value field of a live cell.

@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use crate::blocking::BlockingPool;
 use crate::netpoll::Poller;
-use crate::registry::Registry;
 use crate::stack::StackPool;
 use crate::task::TaskRef;
 use crate::timer::TimerHeap;
@@ -85,7 +84,6 @@ pub(crate) struct Shared {
     pub(crate) nspinning: AtomicUsize,
     pub(crate) poller: Poller,
     pub(crate) stacks: StackPool,
-    pub(crate) registry: Registry,
     pub(crate) blocking: BlockingPool,
     pub(crate) next_id: AtomicU64,
     /// A coarse `nanotime`, refreshed by the monitor at each of its checks (at most ~50 ms
@@ -121,7 +119,6 @@ impl Shared {
             nspinning: AtomicUsize::new(0),
             poller: Poller::new()?,
             stacks: StackPool::new(),
-            registry: Registry::new(n + 1),
             blocking: BlockingPool::new(
                 cfg.max_blocking,
                 Duration::from_secs(10),

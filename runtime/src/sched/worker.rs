@@ -19,13 +19,14 @@
 //! `epoll_wait` with the nearest timer as timeout) or sleeps on its thread parker. Before it
 //! sleeps it publishes its state, then re-checks every source of work (see sched/mod.rs for
 //! the ordering argument).
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::local::LocalQueue;
 use super::{Shared, WorkerShared};
+use crate::slab::Cache;
 use crate::stack::StackCache;
 use crate::task::{Suspend, Task, TaskRef, NO_OWNER};
 use crate::timer::nanotime;
@@ -51,6 +52,8 @@ pub(crate) struct WorkerCtx {
     stacks: StackCache<'static>,
     /// Coroutine ids reserved for this worker's spawns: next, end (Go's `p.goidcache`).
     ids: Cell<(u64, u64)>,
+    /// Task-pool cells for this thread's spawns (no lock; see registry.rs).
+    cells: RefCell<Cache<Task>>,
 }
 
 /// Ids a worker reserves at once from `Shared::next_id`.
@@ -128,6 +131,11 @@ pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: TaskRef) -> Resul
     }
 }
 
+/// The calling worker thread's task-pool cells (of whichever runtime), for `registry::insert`.
+pub(crate) fn task_cells() -> Option<&'static RefCell<Cache<Task>>> {
+    ctx().map(|c| &c.cells)
+}
+
 /// A fresh coroutine id of `rt`: from the calling worker's reserved batch when it is one of
 /// `rt`'s workers (one atomic RMW per [`ID_BATCH`] spawns, as Go's `goidcache`), else directly.
 /// Ids stay unique within the runtime; across workers they are not in spawn order.
@@ -188,11 +196,14 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         spinning: Cell::new(false),
         stacks: StackCache::new(&rt.stacks),
         ids: Cell::new((0, 0)),
+        cells: RefCell::new(Cache::new()),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {
         run_task(c, task);
     }
+    // The context is leaked: hand its unused task cells back to the pool.
+    drop(c.cells.replace(Cache::new()));
     CTX.with(|x| x.set(None));
 }
 
@@ -269,6 +280,8 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
             // closure is never run (no coroutine was built).
             unsafe { task.slot.start(Some(e)) };
             task.finish_unstarted();
+            // SAFETY: every task is spawned through `registry::insert`, and it finishes once.
+            unsafe { crate::registry::release(task) };
             // Only this worker writes its counters (see `switches` in `run_task`).
             let f = &c.w.counters.finished;
             f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -284,6 +297,8 @@ fn finish_task(c: &'static WorkerCtx, task: TaskRef) {
     // SAFETY: owner thread, the coroutine just returned.
     let stack = unsafe { task.finish() };
     c.rt.stacks.free(stack, Some(&c.stacks));
+    // SAFETY: every task is spawned through `registry::insert`, and it finishes once.
+    unsafe { crate::registry::release(&task) };
     // Only this worker writes its counters (see `switches` in `run_task`).
     let f = &c.w.counters.finished;
     f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);

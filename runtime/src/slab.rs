@@ -2,12 +2,15 @@
 //! `g`s in its own heap and recycles dead ones through `gFree` lists; this is that).
 //!
 //! What: a [`Ref<T>`] is an `Arc<T>` whose allocation is a cell of a per-type [`Pool`]. A
-//! pool maps chunks with `mmap` (64 KiB at first, doubling to [`MAX_CHUNK`]; chunks of 2 MiB and
-//! more are 2 MiB-aligned and `MADV_HUGEPAGE`, so a burst of a million spawns takes a few
-//! hundred page faults instead of ~60000, and no `mprotect` per page that a glibc thread arena
-//! makes while it grows). A [`Cache`] (one per registry shard, used under the shard's lock)
-//! hands out cells: its private free list, else every cell freed since (taken from the pool's
-//! freed stack at once), else a run of [`RUN`] fresh cells carved from the pool's chunk.
+//! pool maps chunks with `mmap` (64 KiB at first, doubling to [`MAX_CHUNK`]), so a burst of a
+//! million spawns makes ~30 system calls, not the `mprotect` per page that a glibc thread arena
+//! makes while it grows (a fifth of the time of a million-task burst). (Transparent huge pages
+//! for big chunks cut the page faults 15-fold, but in the VM the benchmarks run in, fresh
+//! 2 MiB pages often cost the host more than the small pages they replace: 0.3-0.9 s of system
+//! time for a million tasks instead of 0.2 s, so chunks use small pages.) A [`Cache`] (one per
+//! worker, used by its thread alone, registry.rs) hands out cells: its private free list, else
+//! every cell freed since (taken from the pool's freed stack at once), else a run of [`RUN`]
+//! fresh cells carved from the pool's chunk.
 //! Dropping the last `Ref` drops the value in place and pushes the cell on the pool's freed
 //! stack (one CAS), from any thread.
 //!
@@ -29,7 +32,6 @@
 //!
 //! Differences from `Arc`: no weak counts; `T: Pooled` names its pool (a `static`).
 use std::alloc::Layout;
-use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
@@ -42,8 +44,6 @@ pub(crate) const RUN: usize = 64;
 const FIRST_CHUNK: usize = 64 << 10;
 /// Largest chunk mapped at once (address space; pages are touched as cells are used).
 const MAX_CHUNK: usize = 16 << 20;
-/// Chunks this large or larger are aligned to it and backed by transparent huge pages.
-const HUGE: usize = 2 << 20;
 
 /// A type whose `Ref`s live in one process-wide pool.
 pub(crate) trait Pooled: Sized + Send + Sync + 'static {
@@ -54,9 +54,19 @@ pub(crate) trait Pooled: Sized + Send + Sync + 'static {
 #[repr(C)]
 struct Cell<T> {
     refs: AtomicUsize,
-    /// Link of the freed stack / a cache's free list; meaningful only while the cell is free.
-    next: UnsafeCell<*mut Cell<T>>,
+    /// The value while the cell is live; while it is free, its first word is the link of the
+    /// freed stack or of a cache's free list (see [`link`]).
     value: MaybeUninit<T>,
+}
+
+/// The link word of a free cell, stored over its (dead) value.
+///
+/// # Safety
+/// `cell` is a cell of a pool (so `T` has room and alignment for a pointer, checked in
+/// `Pool::new`).
+unsafe fn link<T>(cell: *mut Cell<T>) -> *mut *mut Cell<T> {
+    // SAFETY: caller contract: the value field lies in the cell.
+    unsafe { ptr::addr_of_mut!((*cell).value).cast() }
 }
 
 /// Where cells come from: the current chunk and the stack of freed cells.
@@ -85,6 +95,12 @@ unsafe impl<T: Send + Sync> Send for Pool<T> {}
 impl<T: Pooled> Pool<T> {
     /// An empty pool (maps nothing until the first cell is needed).
     pub(crate) const fn new() -> Pool<T> {
+        // A free cell keeps its free-list link in the value's place.
+        assert!(
+            std::mem::size_of::<T>() >= std::mem::size_of::<usize>()
+                && std::mem::align_of::<T>() >= std::mem::align_of::<usize>(),
+            "slab::Pool: the value must have room and alignment for a pointer"
+        );
         Pool {
             freed: AtomicPtr::new(ptr::null_mut()),
             chunk: Mutex::new(Chunk {
@@ -164,8 +180,9 @@ impl<T: Pooled> Pool<T> {
     unsafe fn push_freed(&self, cell: *mut Cell<T>) {
         let mut head = self.freed.load(Ordering::Relaxed);
         loop {
-            // SAFETY: caller contract: the cell is ours alone until the CAS publishes it.
-            unsafe { *(*cell).next.get() = head };
+            // SAFETY: caller contract: the cell is ours alone until the CAS publishes it, and
+            // its value is dead, so its first word may hold the link.
+            unsafe { *link(cell) = head };
             // Release: publishes the dropped value and the link to the cache that takes the
             // stack with the Acquire swap in `Cache::take_cell` (RMWs by later pushers extend
             // this release sequence).
@@ -183,14 +200,11 @@ impl<T: Pooled> Pool<T> {
 /// Maps a chunk of `bytes` (a multiple of the page size); aborts like `Arc::new` when out of
 /// memory.
 fn map_chunk(bytes: usize) -> usize {
-    let huge = bytes >= HUGE;
-    // Over-map by the alignment so an aligned range of `bytes` fits, then trim.
-    let len = if huge { bytes + HUGE } else { bytes };
     // SAFETY: a fresh private anonymous mapping at an address the kernel picks.
     let p = unsafe {
         libc::mmap(
             ptr::null_mut(),
-            len,
+            bytes,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -200,31 +214,13 @@ fn map_chunk(bytes: usize) -> usize {
     if p == libc::MAP_FAILED {
         std::alloc::handle_alloc_error(Layout::from_size_align(bytes, 4096).expect("layout"));
     }
-    let p = p as usize;
-    if !huge {
-        return p;
-    }
-    let start = (p + HUGE - 1) & !(HUGE - 1);
-    // SAFETY: both ranges lie in the mapping just made, outside `start..start + bytes`, and
-    // nothing refers to them.
-    unsafe {
-        if start > p {
-            libc::munmap(p as *mut libc::c_void, start - p);
-        }
-        let tail = p + len - (start + bytes);
-        if tail > 0 {
-            libc::munmap((start + bytes) as *mut libc::c_void, tail);
-        }
-        // Failure (THP disabled) is harmless: the chunk is then backed by small pages.
-        libc::madvise(start as *mut libc::c_void, bytes, libc::MADV_HUGEPAGE);
-    }
-    start
+    p as usize
 }
 
 /// One owner's supply of cells (see the module comment). Not shared: callers keep it behind
 /// their own lock.
 pub(crate) struct Cache<T: Pooled> {
-    /// Private free list (linked through `Cell::next`).
+    /// Private free list (linked through [`link`]).
     free: *mut Cell<T>,
     /// Fresh cells `fresh..fresh + left`.
     fresh: *mut Cell<T>,
@@ -280,7 +276,7 @@ impl<T: Pooled> Cache<T> {
             let cell = self.free;
             // SAFETY: cells on our list are ours alone; their links were published to us by
             // the swap above.
-            self.free = unsafe { *(*cell).next.get() };
+            self.free = unsafe { *link(cell) };
             return cell;
         }
         if self.left == 0 {
@@ -303,7 +299,7 @@ impl<T: Pooled> Drop for Cache<T> {
             let cell = self.free;
             // SAFETY: a free cell on our list: ours alone, its link valid.
             unsafe {
-                self.free = *(*cell).next.get();
+                self.free = *link(cell);
                 pool.push_freed(cell);
             }
         }

@@ -273,14 +273,21 @@ impl StackPool {
             ));
         }
         let usable = (size.max(MIN_STACK) + page - 1) & !(page - 1);
-        let stack = |slot_base| SlabStack {
+        let slot_base = match cache.and_then(|c| self.check_cache(c).pop(usable)) {
+            Some(b) => b,
+            None => self.alloc_global(usable)?,
+        };
+        Ok(SlabStack {
             slot_base,
             usable,
             pool_id: self.id,
-        };
-        if let Some(b) = cache.and_then(|c| self.check_cache(c).pop(usable)) {
-            return Ok(stack(b));
-        }
+        })
+    }
+
+    /// `alloc` past the caller's cache (out of line: keeps the cached path short).
+    #[cold]
+    #[inline(never)]
+    fn alloc_global(&self, usable: usize) -> io::Result<usize> {
         let slot_base = match self.pop_global(usable) {
             Some(b) => b,
             None => match self.carve(usable) {
@@ -298,7 +305,7 @@ impl StackPool {
         };
         // Relaxed: a count; `Drop` reads it with exclusive access (pairs with nothing).
         self.out.fetch_add(1, Ordering::Relaxed);
-        Ok(stack(slot_base))
+        Ok(slot_base)
     }
 
     fn check_cache<'c>(&self, c: &'c StackCache<'_>) -> &'c StackCache<'c> {
@@ -317,6 +324,8 @@ impl StackPool {
     }
 
     /// Puts slot `base` of class `usable` on the global dirty list.
+    #[cold]
+    #[inline(never)]
     fn give_back(&self, usable: usize, base: usize) {
         let mut inner = lock(&self.inner);
         match inner.classes.iter_mut().find(|c| c.usable == usable) {

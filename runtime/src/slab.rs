@@ -113,6 +113,8 @@ impl<T: Pooled> Pool<T> {
     }
 
     /// Carves up to `RUN` fresh cells: returns `(first, count)`, contiguous.
+    #[cold]
+    #[inline(never)]
     fn carve(&self) -> (*mut Cell<T>, usize) {
         let size = std::mem::size_of::<Cell<T>>();
         let mut c = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
@@ -267,6 +269,7 @@ impl<T: Pooled> Cache<T> {
         }
     }
 
+    #[inline]
     fn take_cell(&mut self) -> *mut Cell<T> {
         if self.free.is_null() {
             // Acquire: pairs with the Release CAS of every push in `Pool::push_freed`.

@@ -267,10 +267,7 @@ impl StackPool {
     ) -> io::Result<SlabStack> {
         let page = page_size();
         if size > MAX_STACK {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("gort: coroutine stack size {size} is too large"),
-            ));
+            return Err(too_large(size));
         }
         let usable = (size.max(MIN_STACK) + page - 1) & !(page - 1);
         let slot_base = match cache.and_then(|c| self.check_cache(c).pop(usable)) {
@@ -472,6 +469,15 @@ impl StackPool {
             guard_mode: inner.mode,
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_large(size: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("gort: coroutine stack size {size} is too large"),
+    )
 }
 
 fn map_region(slot: usize) -> io::Result<Region> {

@@ -1,8 +1,7 @@
 //! Join handles: a one-shot result slot between a finished coroutine and its joiner.
 //!
-//! A spawned coroutine's result lives in its slot (`slot.rs`), shared by the task and the
-//! [`JoinHandle`], which holds only the slot. [`Packet`] is the standalone slot for
-//! `spawn_blocking`.
+//! A spawned coroutine's result lives in its task (`slot.rs`, one allocation per spawn); the
+//! [`JoinHandle`] holds the task. [`Packet`] is the standalone slot for `spawn_blocking`.
 //! `Packet` states: `EMPTY`, `WAITING` (a joiner stored its unparker), `DONE` (the result is
 //! written). The joiner writes `waiter` before its CAS `EMPTY -> WAITING` (Release); the
 //! coroutine writes `result` before its swap to `DONE` (AcqRel) and reads `waiter` only if the
@@ -15,8 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::park::{self, Unparker};
-use crate::slot::SlotRef;
-use crate::task::WaitReason;
+use crate::task::{TaskRef, WaitReason};
 
 const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
@@ -141,21 +139,21 @@ impl std::error::Error for JoinError {}
 /// Owned permission to wait for a coroutine's result, like `std::thread::JoinHandle`.
 /// Dropping it detaches the coroutine.
 pub struct JoinHandle<T> {
-    pub(crate) slot: SlotRef,
+    pub(crate) task: TaskRef,
     /// The handle only ever yields a `T` (moved from the coroutine, `T: Send` at spawn), and
     /// `&JoinHandle` gives no access to it, so the handle is `Send + Sync` for any `T`.
     _result: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
-    /// The handle for a task's `slot`.
+    /// The handle for `task`.
     ///
     /// # Safety
-    /// `slot` was made by `Slot::new::<F, T>` with this `T`, and no other handle for it
-    /// exists.
-    pub(crate) unsafe fn from_slot(slot: SlotRef) -> JoinHandle<T> {
+    /// `task.slot` was made by `Slot::new::<F, T>` with this `T`, and no other handle for
+    /// `task` exists.
+    pub(crate) unsafe fn from_task(task: TaskRef) -> JoinHandle<T> {
         JoinHandle {
-            slot,
+            task,
             _result: PhantomData,
         }
     }
@@ -163,28 +161,28 @@ impl<T> JoinHandle<T> {
     /// Waits for the coroutine to finish: parks when called from a coroutine, blocks a plain
     /// thread. `Err` carries the panic payload if it panicked.
     pub fn join(self) -> Result<T, JoinError> {
-        // SAFETY: `from_slot`'s contract: the slot's result type is `T` and this handle, the
+        // SAFETY: `from_task`'s contract: the slot's result type is `T` and this handle, the
         // unique joiner, is consumed here.
-        let r = unsafe { self.slot.wait::<T>(WaitReason::Join) };
+        let r = unsafe { self.task.slot.wait::<T>(WaitReason::Join) };
         r.map_err(|payload| JoinError {
             payload,
-            id: self.slot.id,
+            id: self.task.ident.id,
         })
     }
 
     /// True once the coroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.slot.is_done()
+        self.task.slot.is_done()
     }
 
     /// The coroutine's id.
     pub fn id(&self) -> u64 {
-        self.slot.id
+        self.task.ident.id
     }
 
     /// The coroutine's name, if it was given one.
     pub fn name(&self) -> Option<&str> {
-        self.slot.name.as_deref()
+        self.task.ident.name.as_deref()
     }
 }
 

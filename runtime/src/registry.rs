@@ -4,74 +4,43 @@
 //! What: every task lives in a cell of the process-wide task pool (slab.rs), and the pool
 //! doubles as the registry, as Go's `allgs` holds every `g` ever made: [`snapshot`] and
 //! [`find`] walk every cell ever carved and keep the live tasks of the asked runtime. So a
-//! spawn registers nothing and takes no lock: it builds its task and its slot (slot.rs) in
-//! cells of the spawning worker's own [`Cells`] (`WorkerCtx::cells`, no lock; plain threads
-//! share [`OUTSIDE`]). That makes the walk cost time in proportion to the most tasks ever
-//! alive at once, which only a dump or a watchdog report pays.
+//! spawn registers nothing and takes no lock: it builds its task in a cell of the spawning
+//! worker's own cache (`WorkerCtx::cells`, no lock; plain threads share [`OUTSIDE`]). That
+//! makes the walk cost time in proportion to the most tasks ever alive at once, which only a
+//! dump or a watchdog report pays.
 //!
 //! Invariant: a spawned task holds one count of its own cell (the "registry's reference"),
 //! taken by [`insert`] and dropped by [`release`] when the task finishes (or fails to start),
 //! so a coroutine parked forever with no other reference stays alive and listed, as a
-//! leaked goroutine does in Go. Every other count belongs to a `TaskRef` (queues, `Unparker`s;
-//! the `JoinHandle` holds the slot, not the task); when the last one goes, the cell returns to
-//! the pool (Go's `gfput`) and a later spawn reuses it (`gfget`).
+//! leaked goroutine does in Go. Every other count belongs to a `TaskRef` (queues, the
+//! `JoinHandle`, `Unparker`s); when the last one goes, the cell returns to the pool (Go's
+//! `gfput`) and a later spawn reuses it (`gfget`).
 use std::sync::Mutex;
 
 use crate::sched::{worker, Shared};
 use crate::slab::{Cache, Pooled};
-use crate::slot::{Slot, SlotRef};
 use crate::task::{Task, TaskRef, DONE};
 
-/// One thread's supply of task and slot cells.
-pub(crate) struct Cells {
-    tasks: Cache<Task>,
-    slots: Cache<Slot>,
-}
-
-impl Cells {
-    pub(crate) const fn new() -> Cells {
-        Cells {
-            tasks: Cache::new(),
-            slots: Cache::new(),
-        }
-    }
-
-    #[inline]
-    fn insert(
-        &mut self,
-        slot: impl FnOnce() -> Slot,
-        task: impl FnOnce(SlotRef) -> Task,
-    ) -> (TaskRef, SlotRef) {
-        // Counts are set at once (no atomic increments): the slot's for the task and the
-        // `JoinHandle`, the task's for the run queue and the registry.
-        let s = self.slots.alloc_with(2, slot);
-        // SAFETY: the extra count `alloc_with` gave us.
-        let for_task = unsafe { SlotRef::from_raw(SlotRef::as_ptr(&s)) };
-        let t = self.tasks.alloc_with(2, || task(for_task));
-        // The task's extra count is the registry's, taken back by `release`.
-        (t, s)
-    }
-}
-
 /// Cells for spawns from threads that are not workers.
-static OUTSIDE: Mutex<Cells> = Mutex::new(Cells::new());
+static OUTSIDE: Mutex<Cache<Task>> = Mutex::new(Cache::new());
 
-/// Builds the slot `slot` returns and the task `task` makes of it in pool cells (from the
-/// calling worker's [`Cells`], else [`OUTSIDE`]); returns the task for the run queue and the
-/// slot for the `JoinHandle`, keeping one count of the task for the registry until
-/// [`release`].
+/// Builds the task `make` returns in a pool cell (from the calling worker's cache, else
+/// [`OUTSIDE`]) and returns two references to it (for the run queue and the `JoinHandle`),
+/// keeping a third count for the registry until [`release`].
 #[inline]
-pub(crate) fn insert(
-    slot: impl FnOnce() -> Slot,
-    task: impl FnOnce(SlotRef) -> Task,
-) -> (TaskRef, SlotRef) {
-    match worker::task_cells() {
-        Some(cells) => cells.borrow_mut().insert(slot, task),
+pub(crate) fn insert(make: impl FnOnce() -> Task) -> (TaskRef, TaskRef) {
+    // The three counts are set at once (no atomic increments).
+    let task = match worker::task_cells() {
+        Some(cells) => cells.borrow_mut().alloc_with(3, make),
         None => OUTSIDE
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(slot, task),
-    }
+            .alloc_with(3, make),
+    };
+    // SAFETY: one of the two extra counts `alloc_with` gave us; the other is the registry's,
+    // taken back by `release`.
+    let second = unsafe { TaskRef::from_raw(TaskRef::as_ptr(&task)) };
+    (task, second)
 }
 
 /// Drops the registry's count of a task that has finished (or could not start).
@@ -107,10 +76,10 @@ pub(crate) fn find(rt: &Shared, id: u64) -> Option<TaskRef> {
 
 #[cfg(test)]
 mod tests {
-    use crate::slot::SlotRef;
+    use crate::task::TaskRef;
 
-    /// The slot of a finished task still referenced (here, by a kept `JoinHandle`) is never
-    /// reused by later spawns (which do reuse cells, see slab.rs), and its result stays.
+    /// A finished task still referenced (here, by a kept `JoinHandle`) is never reused by later
+    /// spawns (which do reuse cells, see slab.rs), and its result stays.
     #[test]
     fn referenced_finished_tasks_are_not_reused() {
         let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
@@ -124,8 +93,8 @@ mod tests {
                     .map(|i| crate::spawn(move || i + round))
                     .collect();
                 for (i, h) in hs.into_iter().enumerate() {
-                    let p = SlotRef::as_ptr(&h.slot);
-                    assert_ne!(p, SlotRef::as_ptr(&kept.slot));
+                    let p = TaskRef::as_ptr(&h.task);
+                    assert_ne!(p, TaskRef::as_ptr(&kept.task));
                     assert_eq!(h.join().unwrap(), i as u64 + round);
                 }
             }
@@ -133,8 +102,8 @@ mod tests {
         });
     }
 
-    /// Finished tasks are never listed, and a finished task lets go of its slot (only its
-    /// `JoinHandle` holds it then).
+    /// Finished tasks are never listed, and the registry's count of a finished task is gone
+    /// (only its `JoinHandle` holds it).
     #[test]
     fn finished_tasks_are_released_and_never_listed() {
         let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
@@ -143,9 +112,9 @@ mod tests {
             while !h.is_finished() {
                 crate::yield_now();
             }
-            // The finishing worker drops the task (and with it the task's count of the slot)
-            // right after the result is stored; yield until it has.
-            while SlotRef::strong_count(&h.slot) != 1 {
+            // The finishing worker drops its queue reference and the registry's count right
+            // after the result is stored; yield until it has.
+            while TaskRef::strong_count(&h.task) != 1 {
                 crate::yield_now();
             }
             for _ in 0..5000 {

@@ -1,15 +1,12 @@
-//! A spawned coroutine's closure, then its result, with the join protocol between the
-//! finishing coroutine and its `JoinHandle`: the part of a task that outlives it.
+//! A spawned coroutine's closure, then its result, stored inside its task (one allocation per
+//! spawn), with the join protocol between the finishing coroutine and its `JoinHandle`.
 //!
 //! What: a [`Slot`] holds, in a fixed inline buffer, first the spawn closure `F`, then the
-//! coroutine's `std::thread::Result<T>`, plus the coroutine's id and name for the handle. A
-//! value larger than [`INLINE`] bytes (or aligned to more than 8) is boxed and the box stored
-//! inline instead. A static per-`(F, T)` vtable knows how to run, and drop, what the buffer
-//! holds. Being untyped and fixed-size, slots live in a pool of their own ([`SlotRef`], cells
-//! of slab.rs), shared by the task (`Task::slot`) and its `JoinHandle`. So a finished task's
-//! header (~150 bytes) goes back to the task pool as soon as the coroutine returns, while its
-//! `JoinHandle` keeps only this ~90-byte cell: a million spawned-then-joined coroutines take
-//! a million slots, not a million task headers (Go recycles a dead `g` at once as well).
+//! coroutine's `std::thread::Result<T>`. A value larger than [`INLINE`] bytes (or aligned to
+//! more than 8) is boxed and the box stored inline instead. A static per-`(F, T)` vtable knows
+//! how to run, and drop, what the buffer holds. Being untyped and fixed-size, the slot keeps
+//! `Task` a sized type behind a thin `Arc<Task>` (the runqueues and `Unparker` words need thin
+//! pointers), and lets the registry reuse finished task headers (see registry.rs).
 //!
 //! Invariants: `holds` says what the buffer holds (`NONE`, `CLOSURE`, `RESULT`) and is
 //! accessed, like the buffer, by one thread at a time, handed over by happens-before edges:
@@ -30,7 +27,6 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::park::{self, Unparker};
-use crate::slab::{Pool, Pooled, Ref};
 use crate::task::WaitReason;
 
 /// Bytes of closure or result stored inline; larger values are boxed.
@@ -128,9 +124,6 @@ unsafe fn run<F: FnOnce() -> T, T>(buf: *mut u8, err: Option<io::Error>) {
 
 /// A task's closure-then-result and join state (see the module comment).
 pub(crate) struct Slot {
-    /// The coroutine's id and name (copies of the task's), for `JoinHandle::id`/`name`.
-    pub(crate) id: u64,
-    pub(crate) name: Option<Box<str>>,
     state: AtomicU8,
     holds: UnsafeCell<u8>,
     vt: &'static VTable,
@@ -149,9 +142,8 @@ unsafe impl Send for Slot {}
 unsafe impl Sync for Slot {}
 
 impl Slot {
-    /// A slot holding `f`, whose result will be a `std::thread::Result<T>`, for coroutine `id`.
-    #[inline]
-    pub(crate) fn new<F, T>(id: u64, name: Option<Box<str>>, f: F) -> Slot
+    /// A slot holding `f`, whose result will be a `std::thread::Result<T>`.
+    pub(crate) fn new<F, T>(f: F) -> Slot
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -160,8 +152,6 @@ impl Slot {
         // SAFETY: the buffer is new, empty and ours alone.
         unsafe { put::<F>(buf.0.as_mut_ptr().cast(), f) };
         Slot {
-            id,
-            name,
             state: AtomicU8::new(EMPTY),
             holds: UnsafeCell::new(CLOSURE),
             vt: &Vt::<F, T>::VT,
@@ -249,18 +239,6 @@ impl Slot {
     }
 }
 
-/// A counted reference to a slot in the slot pool.
-pub(crate) type SlotRef = Ref<Slot>;
-
-/// Every slot of the process lives in this pool (see slab.rs).
-static SLOTS: Pool<Slot> = Pool::new();
-
-impl Pooled for Slot {
-    fn pool() -> &'static Pool<Slot> {
-        &SLOTS
-    }
-}
-
 impl Drop for Slot {
     fn drop(&mut self) {
         let buf = self.buf();
@@ -295,14 +273,14 @@ mod tests {
 
     #[test]
     fn small_and_large_closures_and_results() {
-        let s = Slot::new(0, None, || 7u8);
+        let s = Slot::new(|| 7u8);
         // SAFETY: first and only start, on this thread.
         unsafe { s.start(None) };
         // SAFETY: made with T = u8; unique joiner.
         assert_eq!(unsafe { s.wait::<u8>(WaitReason::Join) }.unwrap(), 7);
 
         let big = [3u64; 16];
-        let s = Slot::new(0, None, move || big);
+        let s = Slot::new(move || big);
         // SAFETY: as above.
         unsafe { s.start(None) };
         // SAFETY: T = [u64; 16]; unique joiner.
@@ -312,7 +290,7 @@ mod tests {
 
     #[test]
     fn panics_and_start_errors_become_err() {
-        let s = Slot::new(0, None, || -> u32 { panic!("boom") });
+        let s = Slot::new(|| -> u32 { panic!("boom") });
         // SAFETY: first and only start.
         unsafe { s.start(None) };
         // SAFETY: T = u32.
@@ -320,7 +298,7 @@ mod tests {
 
         let n = Arc::new(AtomicUsize::new(0));
         let c = CountDrop(n.clone());
-        let s = Slot::new(0, None, move || drop(c));
+        let s = Slot::new(move || drop(c));
         // SAFETY: first and only start.
         unsafe { s.start(Some(io::Error::other("no stack"))) };
         assert_eq!(
@@ -338,17 +316,17 @@ mod tests {
         let n = Arc::new(AtomicUsize::new(0));
         // Never started: the closure (and what it captured) is dropped.
         let c = CountDrop(n.clone());
-        drop(Slot::new(0, None, move || drop(c)));
+        drop(Slot::new(move || drop(c)));
         assert_eq!(n.load(Ordering::SeqCst), 1);
         // Finished, never joined: the result is dropped (inline and boxed).
         let n2 = n.clone();
-        let s = Slot::new(0, None, move || CountDrop(n2));
+        let s = Slot::new(move || CountDrop(n2));
         // SAFETY: first and only start.
         unsafe { s.start(None) };
         drop(s);
         assert_eq!(n.load(Ordering::SeqCst), 2);
         let n3 = n.clone();
-        let s = Slot::new(0, None, move || (CountDrop(n3), [0u64; 8]));
+        let s = Slot::new(move || (CountDrop(n3), [0u64; 8]));
         // SAFETY: first and only start.
         unsafe { s.start(None) };
         drop(s);
@@ -357,7 +335,7 @@ mod tests {
 
     #[test]
     fn joiner_on_another_thread_is_woken() {
-        let s = Arc::new(Slot::new(0, None, || String::from("hi")));
+        let s = Arc::new(Slot::new(|| String::from("hi")));
         let s2 = s.clone();
         let j = std::thread::spawn(move || {
             // SAFETY: T = String; this thread is the unique joiner.

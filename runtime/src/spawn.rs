@@ -83,16 +83,12 @@ where
         None
     };
     let id = worker::next_id(rt);
-    let name = b.name.map(String::into_boxed_str);
-    // The task and its slot each keep the name (a copy only for named coroutines).
-    let slot_name = name.clone();
-    let (task, slot) = registry::insert(
-        move || Slot::new(id, slot_name, f),
-        |slot| {
-            let ident = CoroIdent { id, name, site };
-            Task::new(rt, ident, size, slot, stack)
-        },
-    );
+    let ident = CoroIdent {
+        id,
+        name: b.name.map(String::into_boxed_str),
+        site,
+    };
+    let (task, for_handle) = registry::insert(|| Task::new(rt, ident, size, Slot::new(f), stack));
     match worker {
         // Each worker is the only writer of its counters: a plain load + store (Relaxed, a
         // statistic: pairs with nothing).
@@ -105,8 +101,8 @@ where
             rt.outside.spawned.fetch_add(1, Ordering::Relaxed);
         }
     }
-    // SAFETY: the slot was just made with result type `T`, and this is its only handle.
-    let handle = unsafe { JoinHandle::from_slot(slot) };
+    // SAFETY: the slot was just made with result type `T`, and this is the task's only handle.
+    let handle = unsafe { JoinHandle::from_task(for_handle) };
     if let Err(task) = worker::try_spawn_local(rt, task) {
         rt.inject(task);
     }

@@ -2,10 +2,9 @@
 //!
 //! A [`Task`] owns one corosensei coroutine on a slab stack, plus the header every other
 //! thread may read: id, name, spawn site, scheduling state, owning worker. Its spawn closure
-//! and then its result live in a slot shared with the `JoinHandle` (`Task::slot`, see slot.rs).
-//! A task is one cell of the task pool ([`TaskRef`], slab.rs), which goes back to the pool, to
-//! be reused by a later spawn, once nothing references it: normally as soon as it finishes,
-//! since the `JoinHandle` holds the slot, not the task.
+//! and then its result live inline in the task (`Task::slot`, see slot.rs), so a task is one
+//! cell of the task pool ([`TaskRef`], slab.rs), which goes back to the pool, to be reused by a
+//! later spawn, once nothing references it.
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
@@ -39,7 +38,7 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 use crate::overflow::{self, CoroIdent};
 use crate::sched::Shared;
 use crate::slab::{Pool, Pooled, Ref};
-use crate::slot::SlotRef;
+use crate::slot::Slot;
 use crate::stack::SlabStack;
 
 /// Why a coroutine handed control back to its worker.
@@ -145,8 +144,8 @@ pub(crate) struct Task {
     body: UnsafeCell<Body>,
     /// Owner-thread-only: the coroutine's yielder, set when it first runs.
     yielder: Cell<*const Yielder<(), Suspend>>,
-    /// The spawn closure, then the result for the `JoinHandle` (which holds the slot too).
-    pub(crate) slot: SlotRef,
+    /// The spawn closure, then the result for the `JoinHandle` (one allocation per spawn).
+    pub(crate) slot: Slot,
 }
 
 // The only non-thread-safe fields are `body` and `yielder`. Both are accessed only by
@@ -172,7 +171,7 @@ impl Task {
         rt: &'static Shared,
         ident: CoroIdent,
         stack_size: usize,
-        slot: SlotRef,
+        slot: Slot,
         stack: Option<SlabStack>,
     ) -> Task {
         Task {

@@ -26,7 +26,7 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::local::LocalQueue;
 use super::{Shared, WorkerShared};
-use crate::registry::Cells;
+use crate::slab::Cache;
 use crate::stack::StackCache;
 use crate::task::{Suspend, Task, TaskRef, NO_OWNER};
 use crate::timer::nanotime;
@@ -52,8 +52,8 @@ pub(crate) struct WorkerCtx {
     stacks: StackCache<'static>,
     /// Coroutine ids reserved for this worker's spawns: next, end (Go's `p.goidcache`).
     ids: Cell<(u64, u64)>,
-    /// Task and slot cells for this thread's spawns (no lock; see registry.rs).
-    cells: RefCell<Cells>,
+    /// Task-pool cells for this thread's spawns (no lock; see registry.rs).
+    cells: RefCell<Cache<Task>>,
 }
 
 /// Ids a worker reserves at once from `Shared::next_id`.
@@ -131,8 +131,8 @@ pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: TaskRef) -> Resul
     }
 }
 
-/// The calling worker thread's cells (of whichever runtime), for `registry::insert`.
-pub(crate) fn task_cells() -> Option<&'static RefCell<Cells>> {
+/// The calling worker thread's task-pool cells (of whichever runtime), for `registry::insert`.
+pub(crate) fn task_cells() -> Option<&'static RefCell<Cache<Task>>> {
     ctx().map(|c| &c.cells)
 }
 
@@ -196,14 +196,14 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         spinning: Cell::new(false),
         stacks: StackCache::new(&rt.stacks),
         ids: Cell::new((0, 0)),
-        cells: RefCell::new(Cells::new()),
+        cells: RefCell::new(Cache::new()),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {
         run_task(c, task);
     }
     // The context is leaked: hand its unused task cells back to the pool.
-    drop(c.cells.replace(Cells::new()));
+    drop(c.cells.replace(Cache::new()));
     CTX.with(|x| x.set(None));
 }
 

@@ -7,7 +7,8 @@
 //! makes while it grows (a fifth of the time of a million-task burst). (Transparent huge pages
 //! for big chunks cut the page faults 15-fold, but in the VM the benchmarks run in, fresh
 //! 2 MiB pages often cost the host more than the small pages they replace: 0.3-0.9 s of system
-//! time for a million tasks instead of 0.2 s, so chunks use small pages.) A [`Cache`] (one per
+//! time for a million tasks instead of 0.2 s, so chunks use small pages, prefaulted ahead of
+//! the carving in steps of an eighth of a chunk with `MADV_POPULATE_WRITE`.) A [`Cache`] (one per
 //! worker, used by its thread alone, registry.rs) hands out cells: its private free list, else
 //! every cell freed since (taken from the pool's freed stack at once), else a run of [`RUN`]
 //! fresh cells carved from the pool's chunk.
@@ -83,6 +84,33 @@ struct Chunk {
     size: usize,
     /// Every chunk: its start and the end of its carved part (for [`Pool::for_each_live`]).
     all: Vec<(usize, usize)>,
+    /// End of the prefaulted part of the current chunk (see [`Chunk::populate`]).
+    populated: usize,
+}
+
+impl Chunk {
+    /// Prefaults the current chunk from `populated` past `upto` in one system call
+    /// (`MADV_POPULATE_WRITE`, Linux 5.14; elsewhere a no-op and the pages fault one by one).
+    /// A step is an eighth of the chunk (8 KiB to 2 MiB), so a small program touches little
+    /// more than it uses. Measured on a million-task burst in a VM: page faults cost as much
+    /// taken in batches of 2 MiB as one by one, minus the trap per page: 20-30% off the burst.
+    #[cold]
+    fn populate(&mut self, upto: usize) {
+        let start = self.all.last().map_or(self.populated, |c| c.0);
+        let step = ((self.end - start) / 8).max(4096);
+        let from = self.populated;
+        let to = (((from + step).max(upto) + 4095) & !4095).min(self.end);
+        // SAFETY: `from..to` lies in the current chunk, a private anonymous mapping of ours;
+        // populating it only makes its (zero) pages resident. Failure is harmless.
+        unsafe {
+            libc::madvise(
+                from as *mut libc::c_void,
+                to - from,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+        self.populated = to;
+    }
 }
 
 // The pool holds only pointers to cells whose values are dropped or not yet written; cells
@@ -108,6 +136,7 @@ impl<T: Pooled> Pool<T> {
                 end: 0,
                 size: FIRST_CHUNK,
                 all: Vec::new(),
+                populated: 0,
             }),
         }
     }
@@ -122,6 +151,7 @@ impl<T: Pooled> Pool<T> {
             let bytes = c.size.max(size * RUN);
             c.next = map_chunk(bytes);
             c.end = c.next + bytes;
+            c.populated = c.next;
             c.size = (c.size * 2).min(MAX_CHUNK);
             let start = c.next;
             c.all.push((start, start));
@@ -130,6 +160,9 @@ impl<T: Pooled> Pool<T> {
         let first = c.next as *mut Cell<T>;
         c.next += n * size;
         let next = c.next;
+        if next > c.populated {
+            c.populate(next);
+        }
         if let Some(last) = c.all.last_mut() {
             last.1 = next;
         }

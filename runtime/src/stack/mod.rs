@@ -126,18 +126,20 @@ use guard::{guard_install, guard_mprotect, os_err, register, take_budget, unregi
 
 /// A coroutine stack carved from a [`StackPool`] slab. Give it back with
 /// [`StackPool::free`]; dropping it instead leaks the slot (memory-safe).
+/// 16 bytes (it lives in every started task's header): usable size in pages and the pool id
+/// as `u32`.
 #[derive(Debug)]
 pub(crate) struct SlabStack {
     slot_base: usize,
-    usable: usize,
-    pool_id: usize,
+    usable_pages: u32,
+    pool_id: u32,
 }
 
 impl SlabStack {
     /// Usable bytes above the guard.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn usable_size(&self) -> usize {
-        self.usable
+        self.usable_pages as usize * page_size()
     }
 }
 
@@ -148,7 +150,7 @@ impl SlabStack {
 // when no stack is in use), which is what corosensei's `Stack` requires.
 unsafe impl corosensei::stack::Stack for SlabStack {
     fn base(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.slot_base + page_size() + self.usable).expect("nonzero")
+        NonZeroUsize::new(self.slot_base + page_size() + self.usable_size()).expect("nonzero")
     }
     fn limit(&self) -> corosensei::stack::StackPointer {
         NonZeroUsize::new(self.slot_base).expect("nonzero")
@@ -196,7 +198,8 @@ struct Inner {
 
 /// Stack allocator for one runtime. Send + Sync.
 pub(crate) struct StackPool {
-    id: usize,
+    /// Tells this pool's stacks from others' (a sanity check in `free`).
+    id: u32,
     inner: Mutex<Inner>,
     forced: Option<GuardMode>,
     /// Stacks outside the global lists: in use, or held by a [`StackCache`].
@@ -225,7 +228,9 @@ impl StackPool {
     }
 
     fn build(forced: Option<GuardMode>) -> StackPool {
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+        // Relaxed: a unique-number counter (pairs with nothing); it would wrap only after
+        // four billion pools.
+        static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
         StackPool {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             inner: Mutex::new(Inner {
@@ -276,7 +281,8 @@ impl StackPool {
         };
         Ok(SlabStack {
             slot_base,
-            usable,
+            // At most MAX_STACK / page pages: fits.
+            usable_pages: (usable / page) as u32,
             pool_id: self.id,
         })
     }
@@ -408,12 +414,13 @@ impl StackPool {
         if stack.pool_id != self.id {
             crate::overflow::throw("StackPool::free: stack belongs to another pool");
         }
+        let usable = stack.usable_size();
         if let Some(c) = cache {
-            if self.check_cache(c).push(stack.usable, stack.slot_base) {
+            if self.check_cache(c).push(usable, stack.slot_base) {
                 return;
             }
         }
-        self.give_back(stack.usable, stack.slot_base);
+        self.give_back(usable, stack.slot_base);
     }
 
     /// Gives the pages of global dirty stacks beyond [`GLOBAL_KEEP`] per class that stayed

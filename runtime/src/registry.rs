@@ -59,17 +59,20 @@ pub(crate) fn snapshot(rt: &Shared) -> Vec<TaskRef> {
         if std::ptr::eq(t.rt, rt) && t.phase() != DONE {
             out.push(t);
         }
+        true
     });
     out
 }
 
-/// The live task of `rt` with id `id`.
+/// The live task of `rt` with id `id` (the walk stops there).
 pub(crate) fn find(rt: &Shared, id: u64) -> Option<TaskRef> {
     let mut found = None;
     Task::pool().for_each_live(|t| {
-        if found.is_none() && t.ident.id == id && std::ptr::eq(t.rt, rt) && t.phase() != DONE {
+        if t.ident.id == id && std::ptr::eq(t.rt, rt) && t.phase() != DONE {
             found = Some(t);
+            return false;
         }
+        true
     });
     found
 }

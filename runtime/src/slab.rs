@@ -170,9 +170,10 @@ impl<T: Pooled> Pool<T> {
     }
 
     /// Calls `f` with a `Ref` to every value alive in the pool (Go's `forEachG` over `allgs`),
-    /// each taken like `Weak::upgrade`: only while its count is not 0. Walks every cell ever
-    /// carved, so it costs time in proportion to the largest number of values once alive.
-    pub(crate) fn for_each_live(&self, mut f: impl FnMut(Ref<T>)) {
+    /// each taken like `Weak::upgrade`: only while its count is not 0, oldest cells first,
+    /// until `f` returns false. Walks every cell ever carved, so it costs time in proportion
+    /// to the largest number of values once alive.
+    pub(crate) fn for_each_live(&self, mut f: impl FnMut(Ref<T>) -> bool) {
         let size = std::mem::size_of::<Cell<T>>();
         let chunks = self
             .chunk
@@ -197,7 +198,9 @@ impl<T: Pooled> Pool<T> {
                     {
                         Ok(_) => {
                             // SAFETY: we took a count of a live cell.
-                            f(unsafe { Ref::from_cell(cell) });
+                            if !f(unsafe { Ref::from_cell(cell) }) {
+                                return;
+                            }
                             break;
                         }
                         Err(m) => n = m,

@@ -35,6 +35,7 @@ macro_rules! pooled {
 pooled!(ModelItem, MODEL_POOL, MODEL_LIVE, [u64; 3], [0; 3]);
 pooled!(ThreadItem, THREAD_POOL, THREAD_LIVE, (), ());
 pooled!(BigItem, BIG_POOL, BIG_LIVE, [u64; 500], [0; 500]);
+pooled!(WalkItem, WALK_POOL, WALK_LIVE, (), ());
 pooled!(DropItem, DROP_POOL, DROP_LIVE, (), ());
 
 #[derive(Debug, Clone)]
@@ -205,4 +206,43 @@ fn concurrent_drops() {
 fn task_cell_size() {
     let size = std::mem::size_of::<Cell<crate::task::Task>>();
     assert!(size <= 184, "task cell grew to {size} bytes");
+}
+
+/// `for_each_live` visits exactly the live values (each once, holding a count meanwhile), not
+/// freed cells, and stops when asked.
+#[test]
+fn for_each_live_visits_live_values() {
+    let mut cache = Cache::<WalkItem>::new();
+    let mut all: Vec<_> = (0..500)
+        .map(|i| Some(cache.alloc(WalkItem::new(i))))
+        .collect();
+    for (i, r) in all.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            *r = None;
+        }
+    }
+    // Reuse some freed cells for new values.
+    let extra: Vec<_> = (1000..1050)
+        .map(|i| cache.alloc(WalkItem::new(i)))
+        .collect();
+    let mut expect: Vec<u64> = all.iter().flatten().map(|r| r.v).collect();
+    expect.extend(extra.iter().map(|r| r.v));
+    expect.sort_unstable();
+    let mut seen = Vec::new();
+    WALK_POOL.for_each_live(|r| {
+        assert!(Ref::strong_count(&r) >= 2, "the walk holds a count");
+        seen.push(r.v);
+        true
+    });
+    seen.sort_unstable();
+    assert_eq!(seen, expect);
+    let mut n = 0;
+    WALK_POOL.for_each_live(|_| {
+        n += 1;
+        n < 10
+    });
+    assert_eq!(n, 10);
+    drop((all, extra));
+    WALK_POOL.for_each_live(|r| panic!("value {} still live", r.v));
+    assert_eq!(WALK_LIVE.load(Ordering::SeqCst), 0);
 }

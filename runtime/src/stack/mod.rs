@@ -126,11 +126,11 @@ use guard::{guard_install, guard_mprotect, os_err, register, take_budget, unregi
 
 /// A coroutine stack carved from a [`StackPool`] slab. Give it back with
 /// [`StackPool::free`]; dropping it instead leaks the slot (memory-safe).
-/// 16 bytes (it lives in every started task's header): usable size in pages and the pool id
-/// as `u32`.
+/// 16 bytes (it lives in every started task's header): the top of the stack (corosensei
+/// reads it on every resume), the usable size in pages and the pool id as `u32`.
 #[derive(Debug)]
 pub(crate) struct SlabStack {
-    slot_base: usize,
+    top: usize,
     usable_pages: u32,
     pool_id: u32,
 }
@@ -141,6 +141,11 @@ impl SlabStack {
     pub(crate) fn usable_size(&self) -> usize {
         self.usable_pages as usize * page_size()
     }
+
+    /// The slot's lowest address (its guard page).
+    fn slot_base(&self) -> usize {
+        self.top - self.usable_size() - page_size()
+    }
 }
 
 // `limit` is the slot's lowest address and includes the guard page, installed before the
@@ -150,10 +155,10 @@ impl SlabStack {
 // when no stack is in use), which is what corosensei's `Stack` requires.
 unsafe impl corosensei::stack::Stack for SlabStack {
     fn base(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.slot_base + page_size() + self.usable_size()).expect("nonzero")
+        NonZeroUsize::new(self.top).expect("nonzero")
     }
     fn limit(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.slot_base).expect("nonzero")
+        NonZeroUsize::new(self.slot_base()).expect("nonzero")
     }
 }
 
@@ -280,7 +285,7 @@ impl StackPool {
             None => self.alloc_global(usable)?,
         };
         Ok(SlabStack {
-            slot_base,
+            top: slot_base + page + usable,
             // At most MAX_STACK / page pages: fits.
             usable_pages: (usable / page) as u32,
             pool_id: self.id,
@@ -416,11 +421,11 @@ impl StackPool {
         }
         let usable = stack.usable_size();
         if let Some(c) = cache {
-            if self.check_cache(c).push(usable, stack.slot_base) {
+            if self.check_cache(c).push(usable, stack.slot_base()) {
                 return;
             }
         }
-        self.give_back(usable, stack.slot_base);
+        self.give_back(usable, stack.slot_base());
     }
 
     /// Gives the pages of global dirty stacks beyond [`GLOBAL_KEEP`] per class that stayed

@@ -8,7 +8,9 @@
 //! for big chunks cut the page faults 15-fold, but in the VM the benchmarks run in, fresh
 //! 2 MiB pages often cost the host more than the small pages they replace: 0.3-0.9 s of system
 //! time for a million tasks instead of 0.2 s, so chunks use small pages, prefaulted ahead of
-//! the carving in steps of an eighth of a chunk with `MADV_POPULATE_WRITE`.) A [`Cache`] (one per
+//! the carving in steps of an eighth of a chunk with `MADV_POPULATE_WRITE`; during a burst
+//! the runtime's monitor also populates up to [`AHEAD`] past the carving from another core,
+//! [`Pool::prefault_ahead`].) A [`Cache`] (one per
 //! worker, used by its thread alone, registry.rs) hands out cells: its private free list, else
 //! every cell freed since (taken from the pool's freed stack at once), else a run of [`RUN`]
 //! fresh cells carved from the pool's chunk.
@@ -33,10 +35,9 @@
 //!
 //! Differences from `Arc`: no weak counts; `T: Pooled` names its pool (a `static`).
 use std::alloc::Layout;
-use std::marker::PhantomData;
 use std::mem::MaybeUninit;
-use std::ptr::{self, NonNull};
-use std::sync::atomic::{fence, AtomicPtr, AtomicUsize, Ordering};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Fresh cells a cache carves from its pool at once.
@@ -45,6 +46,10 @@ pub(crate) const RUN: usize = 64;
 const FIRST_CHUNK: usize = 64 << 10;
 /// Largest chunk mapped at once (address space; pages are touched as cells are used).
 const MAX_CHUNK: usize = 16 << 20;
+/// How far [`Pool::prefault_ahead`] keeps pages resident past the carving.
+const AHEAD: usize = 16 << 20;
+/// Current chunk size from which the pool counts as in a burst (about 5000 task headers).
+const BURST_CHUNK: usize = 1 << 20;
 
 /// A type whose `Ref`s live in one process-wide pool.
 pub(crate) trait Pooled: Sized + Send + Sync + 'static {
@@ -119,6 +124,39 @@ impl Chunk {
 unsafe impl<T: Send + Sync> Sync for Pool<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send + Sync> Send for Pool<T> {}
+
+impl<T> Pool<T> {
+    /// Prefaults up to [`AHEAD`] bytes past the carved part of the current chunk, if the pool
+    /// is in a burst (its current chunk is at least [`BURST_CHUNK`]): called by a runtime's
+    /// monitor, so that another core makes the pages resident while a worker spawns. The range
+    /// is claimed under the lock and populated after it is released, so carving never waits
+    /// for it; a carve that overtakes it faults or populates its own pages as before.
+    pub(crate) fn prefault_ahead(&self) {
+        let (from, to) = {
+            let mut c = self.chunk.lock().unwrap_or_else(|e| e.into_inner());
+            let start = c.all.last().map_or(c.end, |l| l.0);
+            if c.end - start < BURST_CHUNK {
+                return;
+            }
+            let from = c.populated.max(c.next);
+            let to = ((c.next + AHEAD + 4095) & !4095).min(c.end);
+            if to <= from {
+                return;
+            }
+            c.populated = to;
+            (from & !4095, to)
+        };
+        // SAFETY: `from..to` lies in a chunk of ours (never unmapped); populating only makes
+        // its pages resident, whatever cells in it are doing. Failure is harmless.
+        unsafe {
+            libc::madvise(
+                from as *mut libc::c_void,
+                to - from,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+    }
+}
 
 impl<T: Pooled> Pool<T> {
     /// An empty pool (maps nothing until the first cell is needed).
@@ -350,135 +388,8 @@ impl<T: Pooled> Drop for Cache<T> {
     }
 }
 
-/// A counted reference to a `T` in a pool cell (like `Arc<T>`, see the module comment).
-pub(crate) struct Ref<T: Pooled> {
-    cell: NonNull<Cell<T>>,
-    _own: PhantomData<T>,
-}
-
-// As `Arc<T>`: sending or sharing a `Ref` shares the `T` and may drop it on another thread.
-// SAFETY: `T: Send + Sync` (required by `Pooled`).
-unsafe impl<T: Pooled> Send for Ref<T> {}
-// SAFETY: as above.
-unsafe impl<T: Pooled> Sync for Ref<T> {}
-
-impl<T: Pooled> Ref<T> {
-    /// # Safety
-    /// `cell` is live with one count that the new `Ref` takes over.
-    unsafe fn from_cell(cell: *mut Cell<T>) -> Ref<T> {
-        Ref {
-            // SAFETY: cells come from non-null chunks.
-            cell: unsafe { NonNull::new_unchecked(cell) },
-            _own: PhantomData,
-        }
-    }
-
-    fn cell(&self) -> &Cell<T> {
-        // SAFETY: a `Ref` keeps its cell live (count >= 1), and chunks are never unmapped.
-        unsafe { self.cell.as_ref() }
-    }
-
-    /// The value's address (as `Arc::as_ptr`).
-    pub(crate) fn as_ptr(this: &Ref<T>) -> *const T {
-        this.cell().value.as_ptr()
-    }
-
-    /// Gives up the `Ref` without dropping its count (as `Arc::into_raw`).
-    pub(crate) fn into_raw(this: Ref<T>) -> *const T {
-        let p = Ref::as_ptr(&this);
-        std::mem::forget(this);
-        p
-    }
-
-    /// Takes back a count given up by [`Ref::into_raw`] (as `Arc::from_raw`), or one of the
-    /// extra counts of `Cache::alloc_with`.
-    ///
-    /// # Safety
-    /// `p` came from `Ref::<T>::into_raw` (or `as_ptr` of a cell whose extra count the caller
-    /// owns) and that count is taken back once.
-    pub(crate) unsafe fn from_raw(p: *const T) -> Ref<T> {
-        let off = std::mem::offset_of!(Cell<T>, value);
-        // SAFETY: caller contract: `p` is the value field of a live cell.
-        unsafe { Ref::from_cell(p.byte_sub(off).cast_mut().cast::<Cell<T>>()) }
-    }
-
-    /// A new `Ref` to the value at `p` (as `Arc::increment_strong_count` + `from_raw`).
-    ///
-    /// # Safety
-    /// `p` is the address of a value in a live cell (for instance from [`Ref::as_ptr`] of a
-    /// `Ref` that is kept alive during this call).
-    pub(crate) unsafe fn clone_raw(p: *const T) -> Ref<T> {
-        // SAFETY: caller contract.
-        let r = std::mem::ManuallyDrop::new(unsafe { Ref::from_raw(p) });
-        (*r).clone()
-    }
-
-    /// True if both point to the same value.
-    pub(crate) fn ptr_eq(a: &Ref<T>, b: &Ref<T>) -> bool {
-        a.cell == b.cell
-    }
-
-    /// The number of `Ref`s (a snapshot, as `Arc::strong_count`).
-    #[cfg(test)]
-    pub(crate) fn strong_count(this: &Ref<T>) -> usize {
-        // Acquire: as `Arc::strong_count` (pairs with the Release decrement in `drop`), so a
-        // caller that sees 1 also sees what the other owners did before they let go.
-        this.cell().refs.load(Ordering::Acquire)
-    }
-
-    /// Mutable access if this is the only `Ref` (as `Arc::get_mut`).
-    #[cfg(test)]
-    pub(crate) fn get_mut(this: &mut Ref<T>) -> Option<&mut T> {
-        if Ref::strong_count(this) != 1 {
-            return None;
-        }
-        // SAFETY: we hold the only count and `&mut` to it, so nobody else can reach the value
-        // (no weak references exist); the Acquire load above ordered the other owners' uses
-        // before ours.
-        Some(unsafe { (*this.cell.as_ptr()).value.assume_init_mut() })
-    }
-}
-
-impl<T: Pooled> std::ops::Deref for Ref<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: a live cell's value is initialised (module invariant).
-        unsafe { self.cell().value.assume_init_ref() }
-    }
-}
-
-impl<T: Pooled> Clone for Ref<T> {
-    fn clone(&self) -> Ref<T> {
-        // Relaxed: as `Arc::clone`: the caller already holds a count, so the cell cannot be
-        // freed meanwhile, and the new count publishes nothing (pairs with nothing).
-        let old = self.cell().refs.fetch_add(1, Ordering::Relaxed);
-        if old > isize::MAX as usize {
-            crate::overflow::throw("Ref::clone: reference count overflow");
-        }
-        Ref {
-            cell: self.cell,
-            _own: PhantomData,
-        }
-    }
-}
-
-impl<T: Pooled> Drop for Ref<T> {
-    fn drop(&mut self) {
-        // Release: our uses of the value happen before the last owner drops it (pairs with
-        // the Acquire fence below, in whichever thread drops the last count).
-        if self.cell().refs.fetch_sub(1, Ordering::Release) != 1 {
-            return;
-        }
-        fence(Ordering::Acquire);
-        let cell = self.cell.as_ptr();
-        // SAFETY: we dropped the last count: nobody else references the cell, its value is
-        // initialised and dropped once here; then the free cell goes back to the pool.
-        unsafe {
-            (*cell).value.assume_init_drop();
-            T::pool().push_freed(cell);
-        }
-    }
-}
+mod reference;
+pub(crate) use reference::Ref;
 
 #[cfg(test)]
 mod tests;

@@ -343,6 +343,11 @@ pub(crate) type TaskRef = Ref<Task>;
 /// Every task header of the process lives in this pool (Go's `allgs` memory and `gFree`).
 static TASKS: Pool<Task> = Pool::new();
 
+/// See `slab::Pool::prefault_ahead` (the monitor's part in a burst of spawns).
+pub(crate) fn prefault_ahead() {
+    TASKS.prefault_ahead();
+}
+
 impl Pooled for Task {
     fn pool() -> &'static Pool<Task> {
         &TASKS

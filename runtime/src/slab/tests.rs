@@ -36,6 +36,13 @@ pooled!(ModelItem, MODEL_POOL, MODEL_LIVE, [u64; 3], [0; 3]);
 pooled!(ThreadItem, THREAD_POOL, THREAD_LIVE, (), ());
 pooled!(BigItem, BIG_POOL, BIG_LIVE, [u64; 500], [0; 500]);
 pooled!(WalkItem, WALK_POOL, WALK_LIVE, (), ());
+pooled!(
+    PrefaultItem,
+    PREFAULT_POOL,
+    PREFAULT_LIVE,
+    [u64; 511],
+    [0; 511]
+);
 pooled!(DropItem, DROP_POOL, DROP_LIVE, (), ());
 
 #[derive(Debug, Clone)]
@@ -245,4 +252,30 @@ fn for_each_live_visits_live_values() {
     drop((all, extra));
     WALK_POOL.for_each_live(|r| panic!("value {} still live", r.v));
     assert_eq!(WALK_LIVE.load(Ordering::SeqCst), 0);
+}
+
+/// Out of a burst (small chunks) `prefault_ahead` does nothing; in one it claims pages past
+/// the carving, within the current chunk, and leaves every cell usable.
+#[test]
+fn prefault_ahead_only_in_a_burst() {
+    let mut cache = Cache::<PrefaultItem>::new();
+    let first = cache.alloc(PrefaultItem::new(0));
+    let before = PREFAULT_POOL.chunk.lock().unwrap().populated;
+    PREFAULT_POOL.prefault_ahead();
+    assert_eq!(PREFAULT_POOL.chunk.lock().unwrap().populated, before);
+    // 4 KiB values: chunks of 64 KiB doubling reach BURST_CHUNK after ~500 values.
+    let all: Vec<_> = (1..2000)
+        .map(|i| cache.alloc(PrefaultItem::new(i)))
+        .collect();
+    PREFAULT_POOL.prefault_ahead();
+    {
+        let c = PREFAULT_POOL.chunk.lock().unwrap();
+        assert!(c.populated > c.next && c.populated <= c.end);
+    }
+    let more: Vec<_> = (2000..3000)
+        .map(|i| cache.alloc(PrefaultItem::new(i)))
+        .collect();
+    for (i, r) in std::iter::once(&first).chain(&all).chain(&more).enumerate() {
+        assert_eq!(r.v, i as u64);
+    }
 }

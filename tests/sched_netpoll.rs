@@ -233,3 +233,62 @@ fn socket_write_to_closed_peer_is_epipe_not_sigpipe() {
         );
     });
 }
+
+/// Each worker polls its own epoll instance; a worker stuck in a coroutine that never yields
+/// does not. A plain thread waiting on a descriptor whose home is that worker must still wake:
+/// the monitor polls the busy worker's instance (Go's sysmon netpoll backstop).
+#[test]
+fn waiter_wakes_while_home_worker_is_stuck() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rt = runtime::Builder::new()
+        .workers(1)
+        .watchdog(None)
+        .build()
+        .unwrap();
+    let got = Arc::new(AtomicBool::new(false));
+    let g2 = got.clone();
+    let hog_timed_out = rt.run(move || {
+        let (r, w) = Fd::pipe().unwrap();
+        // The plain thread's first wait registers the pipe with worker 0, the only worker.
+        let reader = std::thread::spawn(move || {
+            let mut b = [0u8; 3];
+            (&r).read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"abc");
+            g2.store(true, Ordering::SeqCst);
+        });
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            (&w).write_all(b"abc").unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            drop(w);
+        });
+        // Hog worker 0 without yielding until the reader got its bytes (or 20 s passed).
+        let t = Instant::now();
+        while !got.load(Ordering::SeqCst) {
+            if t.elapsed() > Duration::from_secs(20) {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        reader.join().unwrap();
+        false
+    });
+    assert!(
+        !hog_timed_out,
+        "reader was not woken while its home worker was busy"
+    );
+}
+
+/// Registration is lazy (at the first wait), so a regular file, which epoll refuses, still
+/// makes a working `Fd`: its reads never return EAGAIN and never wait (Go's `pollable`).
+#[test]
+fn regular_file_fd_reads_without_registration() {
+    let path = std::env::temp_dir().join(format!("gort-regfile-{}", std::process::id()));
+    std::fs::write(&path, b"hello").unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    let fd = Fd::new(OwnedFd::from(f)).unwrap();
+    let mut s = String::new();
+    (&fd).read_to_string(&mut s).unwrap();
+    assert_eq!(s, "hello");
+    std::fs::remove_file(&path).unwrap();
+}

@@ -66,6 +66,7 @@ fn monitor_main(rt: &'static Shared) {
     // Per worker: (switch count, running id) last seen, since when, and whether we warned.
     let mut seen: Vec<(u64, u64, u64, bool)> = vec![(0, 0, 0, false); rt.nworkers()];
     let mut last_poll = nanotime();
+    let mut last_polls: Vec<u64> = vec![0; rt.nworkers()];
     let mut last_trim = nanotime();
     while !rt.shutdown.load(Ordering::SeqCst) {
         let all_idle = rt.nidle.load(Ordering::SeqCst) == rt.nworkers();
@@ -122,8 +123,20 @@ fn monitor_main(rt: &'static Shared) {
             if rt.next_timer() <= now {
                 rt.run_timers(now);
             }
-            if rt.poller.has_registrations() {
-                rt.poller.try_poll(0, rt);
+            // A worker's own poller is drained by the worker; poll it from here only when the
+            // worker is awake and has not polled since the last check (stuck in a long
+            // coroutine), so that waiters on other workers and plain threads still wake.
+            for (i, w) in rt.workers.iter().enumerate() {
+                // Relaxed: statistics counter written only by its worker; a stale value only
+                // delays or adds one harmless non-blocking poll.
+                let polls = w.counters.polls.load(Ordering::Relaxed);
+                if polls == last_polls[i]
+                    && w.sleep.load(Ordering::SeqCst) == crate::sched::AWAKE
+                    && w.poller.has_registrations()
+                {
+                    w.poller.try_poll();
+                }
+                last_polls[i] = polls;
             }
         }
     }

@@ -38,6 +38,14 @@ impl Unparker {
         }
     }
 
+    /// Hints that the coroutine will soon be resumed: starts loading its stack lines.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        if let Inner::Task(t) = &self.inner {
+            t.prefetch_stack();
+        }
+    }
+
     /// True if both wake the same coroutine or thread.
     pub fn same_as(&self, other: &Unparker) -> bool {
         match (&self.inner, &other.inner) {
@@ -63,6 +71,22 @@ impl Unparker {
         match self.inner {
             Inner::Task(t) => TaskRef::into_raw(t) as usize,
             Inner::Thread(t) => Arc::into_raw(t) as usize | 1,
+        }
+    }
+
+    /// Prefetches the task header behind a waiter word (a word from [`Unparker::into_raw`],
+    /// or any other value, which is ignored). Never dereferences it, so a word that a racing
+    /// thread consumes meanwhile is harmless.
+    #[inline]
+    pub(crate) fn prefetch_raw(raw: usize) {
+        // Words of tasks are `TaskRef` value pointers (8-aligned, low bit clear); the slot
+        // markers (0 and 4 in netpoll) fall below any mapped address.
+        if raw & 1 == 0 && raw > 4096 {
+            // The cell's count sits just before the value; the header spans a few lines.
+            let start = raw.wrapping_sub(std::mem::size_of::<usize>());
+            for i in 0..4 {
+                crate::task::prefetch(start.wrapping_add(i * 64));
+            }
         }
     }
 

@@ -81,7 +81,7 @@ impl Builder {
 }
 
 /// A running runtime. Dropping it stops its workers; coroutines still parked then are
-/// leaked, never unwound. Its epoll instance and wake-up eventfd (two descriptors) stay open:
+/// leaked, never unwound. Its epoll instances and wake-up eventfds (two descriptors per worker) stay open:
 /// connections registered with it may outlive it, and closing the epoll descriptor would let
 /// their deregistration reach an unrelated descriptor that reused the number. Runtimes are
 /// meant to live for the process (the default one always does).

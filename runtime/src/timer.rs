@@ -1,8 +1,9 @@
 //! Timers (Go's `time.go`): per-worker heaps ordered by deadline, with lazy deletion.
 //!
 //! Each worker has a [`TimerHeap`]; a timer is added to the heap of the calling worker (or of
-//! worker 0 from a plain thread). Any thread may run any heap's expired timers: the poller
-//! does so before and after `epoll_wait` (whose timeout is the nearest timer of all heaps),
+//! worker 0 from a plain thread). Any thread may run any heap's expired timers: the
+//! sleeping worker that holds the timer role does so after its `epoll_wait` (whose timeout is
+//! the nearest timer of all heaps),
 //! busy workers every 61 scheduling ticks, and the monitor thread as a backstop when every
 //! worker is stuck. `next_when` mirrors the heap's minimum so that checks need no lock.
 //!
@@ -202,7 +203,7 @@ fn heap_for(rt: &'static crate::sched::Shared) -> &'static TimerHeap {
 }
 
 fn after_push(rt: &'static crate::sched::Shared, when: u64) {
-    rt.poller.timer_added(when);
+    rt.timer_added(when);
 }
 
 /// Runs `f` on a runtime thread at or after `when`, unless cancelled first through the

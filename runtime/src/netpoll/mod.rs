@@ -1,7 +1,13 @@
 //! The netpoller (Go's `netpoll.go` + `netpoll_epoll.go`).
 //!
-//! One epoll instance per runtime, edge-triggered, one registration per fd for
-//! `IN|OUT|RDHUP`. Each registered fd has a [`PollDesc`] with a read and a write waiter slot.
+//! One epoll instance per worker, edge-triggered, one registration per fd for
+//! `IN|OUT|RDHUP`. An fd joins an epoll instance at its first wait, and it joins the one of
+//! the worker whose coroutine waits (plain threads: a worker picked by descriptor index).
+//! Coroutines are pinned to their worker, so a connection served by one coroutine has its
+//! readiness delivered to the worker that runs it: no hand-off between workers, no shared
+//! poller role, and an idle worker sleeps in its own `epoll_wait` (as the raw epoll server
+//! in benches/ does, one epoll per thread). Events for a waiter pinned elsewhere go to that
+//! worker's inbox. Each registered fd has a [`PollDesc`] with a read and a write waiter slot.
 //! A slot holds `NIL`, `READY` (readiness arrived with nobody waiting), or an [`Unparker`]
 //! word (a coroutine or thread waiting). The protocol (Go's `pdReady`/`pdWait`/g states, with
 //! `pdWait` made unnecessary by park's token):
@@ -19,8 +25,11 @@
 //! Files: this one holds the error values, the `PollDesc` slab and its slot protocol;
 //! `poller.rs` the epoll instance; `registration.rs` the public API; `tests.rs` the model tests.
 //!
-//! Differences from Go: Go's poller is global; here each runtime has one. Deadlines use
-//! cancellable runtime timers, as Go's do.
+//! Differences from Go: Go's poller is global and registers at open (goroutines migrate, so
+//! any P may poll); here each worker has one and registration waits for the first wait,
+//! because our coroutines are pinned. A worker stuck in a long coroutine does not poll; the
+//! monitor polls its instance then (every 10 ms), so waiters elsewhere still wake. Deadlines
+//! use cancellable runtime timers, as Go's do.
 use std::io;
 use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,

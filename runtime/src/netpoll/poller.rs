@@ -1,22 +1,30 @@
-//! The epoll instance of one runtime and its wake-up eventfd (Go's `netpoll_epoll.go`:
+//! The epoll instance of one worker and its wake-up eventfd (Go's `netpoll_epoll.go`:
 //! `netpollinit`, `netpoll`, `netpollBreak`). See the module comment in `netpoll/mod.rs`.
+//!
+//! Each worker owns one `Poller`. The owner blocks in it when it has nothing to run (that is
+//! how an idle worker sleeps: there is no futex sleep), and polls it without blocking every
+//! few dozen scheduling ticks. Any other thread may poll it without blocking too (the
+//! monitor does, as a backstop when the owner is stuck in a long coroutine): the events
+//! buffer's lock makes one poller at a time, and waking a task pinned to another worker goes
+//! through that worker's inbox.
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::*;
-use crate::sched::Shared;
-use crate::timer::nanotime;
+use crate::park::Unparker;
 
-/// One runtime's epoll instance plus its wake-up eventfd.
+/// Events fetched per `epoll_wait`.
+const BATCH: usize = 128;
+
+/// One worker's epoll instance plus its wake-up eventfd.
 pub(crate) struct Poller {
     pub(super) epfd: OwnedFd,
     evfd: OwnedFd,
-    polling: AtomicBool,
-    /// nanotime the blocked poller will wake at (u64::MAX: no timeout), 0 when not blocked.
-    poll_until: AtomicU64,
+    /// Set from the eventfd write in `wake` until the poll that drains it: coalesces wakes.
     wake_sig: AtomicBool,
+    /// Descriptors registered here (a hint: skip the non-blocking poll when zero).
     pub(super) registered: AtomicUsize,
     events: Mutex<Vec<libc::epoll_event>>,
 }
@@ -40,32 +48,19 @@ impl Poller {
         Ok(Poller {
             epfd,
             evfd,
-            polling: AtomicBool::new(false),
-            poll_until: AtomicU64::new(0),
             wake_sig: AtomicBool::new(false),
             registered: AtomicUsize::new(0),
-            events: Mutex::new(vec![libc::epoll_event { events: 0, u64: 0 }; 256]),
+            events: Mutex::new(vec![libc::epoll_event { events: 0, u64: 0 }; BATCH]),
         })
     }
 
     pub(crate) fn has_registrations(&self) -> bool {
+        // Relaxed: a hint only; a registration that races with this check delivers its first
+        // event at a later poll (the owner's blocking poll never consults it).
         self.registered.load(Ordering::Relaxed) != 0
     }
 
-    /// Takes the poller role (only one thread polls at a time).
-    pub(crate) fn try_acquire(&self) -> bool {
-        !self.polling.load(Ordering::Relaxed)
-            && self
-                .polling
-                .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-    }
-
-    pub(crate) fn release(&self) {
-        self.polling.store(false, Ordering::SeqCst);
-    }
-
-    /// Interrupts a blocked `epoll_wait` (Go's `netpollBreak`).
+    /// Interrupts a blocked `epoll_wait` on this instance (Go's `netpollBreak`).
     pub(crate) fn wake(&self) {
         if self
             .wake_sig
@@ -78,48 +73,26 @@ impl Poller {
         }
     }
 
-    /// A timer was added for `when`: wake the poller if it sleeps past it.
-    pub(crate) fn timer_added(&self, when: u64) {
-        fence(Ordering::SeqCst);
-        let until = self.poll_until.load(Ordering::SeqCst);
-        if until != 0 && when < until {
-            self.wake();
+    /// Non-blocking poll unless another thread is polling this instance right now. Returns
+    /// true if it polled.
+    pub(crate) fn try_poll(&self) -> bool {
+        match self.events.try_lock() {
+            Ok(mut evs) => {
+                self.poll_locked(&mut evs, 0);
+                true
+            }
+            Err(_) => false,
         }
     }
 
-    /// Non-blocking poll if nobody else polls. Returns true if it polled.
-    pub(crate) fn try_poll(&self, _timeout: u64, rt: &'static Shared) -> bool {
-        if !self.try_acquire() {
-            return false;
-        }
-        self.poll(0, rt);
-        self.release();
-        true
-    }
-
-    /// Blocks in `epoll_wait` until an event, a wake-up or the nearest timer (caller holds the
-    /// poller role), then runs expired timers.
-    pub(crate) fn poll_blocking(&self, rt: &'static Shared) {
-        let next = rt.next_timer();
-        self.poll_until.store(next.max(1), Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let next = rt.next_timer();
-        let now = nanotime();
-        let timeout_ms: i32 = if next == u64::MAX {
-            -1
-        } else if next <= now {
-            0
-        } else {
-            // Round up: never wake before the timer is due.
-            ((next - now).div_ceil(1_000_000)).min(i32::MAX as u64) as i32
-        };
-        self.poll(timeout_ms, rt);
-        self.poll_until.store(0, Ordering::SeqCst);
-        rt.run_timers(nanotime());
-    }
-
-    fn poll(&self, timeout_ms: i32, _rt: &'static Shared) {
+    /// Blocks in `epoll_wait` for at most `timeout_ms` (-1: no limit) until an event or a
+    /// wake-up, and readies what the events wake.
+    pub(crate) fn poll_blocking(&self, timeout_ms: i32) {
         let mut evs = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        self.poll_locked(&mut evs, timeout_ms);
+    }
+
+    fn poll_locked(&self, evs: &mut [libc::epoll_event], timeout_ms: i32) {
         // SAFETY: `evs` is a valid buffer of `evs.len()` events, exclusively ours (lock held).
         let n = unsafe {
             libc::epoll_wait(
@@ -132,8 +105,30 @@ impl Poller {
         if n <= 0 {
             return; // EINTR or timeout
         }
-        let mut wake = Vec::new();
-        for e in &evs[..n as usize] {
+        let evs = &evs[..n as usize];
+        // The descriptors, task headers and stacks that events lead to are cold (one of each
+        // per connection). Touch them in passes so that their cache misses overlap instead of
+        // stalling each event in turn: descriptors, then the tasks waiting on them (found
+        // through the descriptors), then (in the loop that wakes them) their stacks.
+        for e in evs {
+            if e.u64 != WAKE_TAG {
+                if let Some(pd) = slab().get((e.u64 >> 32) as u32) {
+                    let p = pd as *const PollDesc as usize;
+                    crate::task::prefetch(p);
+                    crate::task::prefetch(p + 64);
+                }
+            }
+        }
+        for e in evs {
+            if e.u64 != WAKE_TAG {
+                if let Some(pd) = slab().get((e.u64 >> 32) as u32) {
+                    // Relaxed: only a prefetch address; `unblock` below does the real read.
+                    Unparker::prefetch_raw(pd.rg.load(Ordering::Relaxed));
+                    Unparker::prefetch_raw(pd.wg.load(Ordering::Relaxed));
+                }
+            }
+        }
+        for e in evs {
             let data = e.u64;
             let bits = e.events;
             if data == WAKE_TAG {
@@ -152,16 +147,21 @@ impl Poller {
             }
             let r = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             let w = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            // Unparking here, lock held, is fine: it only queues the task (on this thread's
+            // local queue when we are its worker, else in its owner's inbox with a wake-up),
+            // and never polls.
             if bits & r != 0 {
-                wake.extend(pd.unblock(Mode::Read, true));
+                if let Some(u) = pd.unblock(Mode::Read, true) {
+                    u.prefetch();
+                    u.unpark();
+                }
             }
             if bits & w != 0 {
-                wake.extend(pd.unblock(Mode::Write, true));
+                if let Some(u) = pd.unblock(Mode::Write, true) {
+                    u.prefetch();
+                    u.unpark();
+                }
             }
-        }
-        drop(evs);
-        for u in wake {
-            u.unpark();
         }
     }
 }

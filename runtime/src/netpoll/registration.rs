@@ -2,7 +2,7 @@
 //! `pollWait`, `pollSetDeadline`, `pollUnblock`, `pollClose`). See `netpoll/mod.rs`.
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::*;
@@ -19,13 +19,21 @@ pub struct Registration {
     gen: u32,
     fd: RawFd,
     rt: &'static Shared,
+    /// Index of the worker whose epoll instance holds the fd, or `UNREG`/`BUSY`.
+    home: AtomicUsize,
     deregistered: AtomicBool,
 }
 
+const UNREG: usize = usize::MAX;
+const BUSY: usize = usize::MAX - 1;
+
 impl Registration {
-    /// Registers `fd`, which must be non-blocking, with the current (or default) runtime's
-    /// epoll. The caller keeps ownership of the fd and must keep it open until this
-    /// registration is dropped.
+    /// Prepares `fd`, which must be non-blocking, for readiness waits on the current (or
+    /// default) runtime. The caller keeps ownership of the fd and must keep it open until
+    /// this registration is dropped.
+    ///
+    /// The fd joins an epoll instance lazily, at its first wait, and it joins the one of the
+    /// worker that waits (see `netpoll/mod.rs`), so a bad fd is reported by the first wait.
     pub fn new(fd: RawFd) -> io::Result<Registration> {
         let rt = crate::sched::current_or_default();
         let pd = slab().alloc()?;
@@ -35,27 +43,82 @@ impl Registration {
         pd.wd.store(0, Ordering::SeqCst);
         pd.rg.store(NIL, Ordering::SeqCst);
         pd.wg.store(NIL, Ordering::SeqCst);
-        let mut e = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: ((pd.index as u64) << 32) | gen as u64,
-        };
-        // SAFETY: valid epoll fd and event pointer; `fd` validity is the caller's business
-        // (a bad fd gives EBADF, reported below).
-        if let Err(err) = cvt(unsafe {
-            libc::epoll_ctl(rt.poller.epfd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut e)
-        }) {
-            pd.gen.fetch_add(1, Ordering::SeqCst);
-            slab().release(pd);
-            return Err(err);
-        }
-        rt.poller.registered.fetch_add(1, Ordering::Relaxed);
         Ok(Registration {
             pd,
             gen,
             fd,
             rt,
+            home: AtomicUsize::new(UNREG),
             deregistered: AtomicBool::new(false),
         })
+    }
+
+    /// Joins the epoll instance of the calling worker (of a worker chosen by descriptor
+    /// index, for plain threads) if not done yet. Edge-triggered registration reports the
+    /// readiness the fd already has, so nothing that happened before is lost.
+    #[inline]
+    fn ensure_registered(&self) -> io::Result<()> {
+        if self.home.load(Ordering::SeqCst) < BUSY {
+            return Ok(());
+        }
+        self.register_slow()
+    }
+
+    #[cold]
+    fn register_slow(&self) -> io::Result<()> {
+        let n = self.rt.nworkers();
+        let me = crate::sched::worker::current_index(self.rt).unwrap_or(self.pd.index as usize % n);
+        loop {
+            match self
+                .home
+                .compare_exchange(UNREG, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(BUSY) => std::hint::spin_loop(), // the other direction is registering
+                Err(_) => return Ok(()),
+            }
+        }
+        let poller = &self.rt.workers[me].poller;
+        let mut e = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: ((self.pd.index as u64) << 32) | self.gen as u64,
+        };
+        // SAFETY: valid epoll fd and event pointer; `fd` validity is the caller's business
+        // (a bad fd gives EBADF, reported below).
+        let r = cvt(unsafe {
+            libc::epoll_ctl(
+                poller.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                self.fd,
+                &mut e,
+            )
+        });
+        if let Err(err) = r {
+            self.home.store(UNREG, Ordering::SeqCst);
+            return Err(err);
+        }
+        poller.registered.fetch_add(1, Ordering::Relaxed);
+        self.home.store(me, Ordering::SeqCst);
+        // A deregistration that ran while we were BUSY found nothing to remove: do it for it.
+        // (SeqCst on both sides: either it sees `me` in `home`, or we see its flag here.)
+        if self.deregistered.load(Ordering::SeqCst) {
+            self.epoll_del(me);
+        }
+        Ok(())
+    }
+
+    fn epoll_del(&self, home: usize) {
+        let mut e = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: valid epoll fd and event pointer; failure (fd already gone, or removed
+        // twice by racing deregistrations) is harmless.
+        let _ = unsafe {
+            libc::epoll_ctl(
+                self.rt.workers[home].poller.epfd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                self.fd,
+                &mut e,
+            )
+        };
     }
 
     /// The registered fd.
@@ -66,11 +129,15 @@ impl Registration {
     /// Waits until the fd may be readable; `Err` if closed (see [`is_closed_error`]) or the
     /// read deadline passed (`TimedOut`). May return `Ok` spuriously: retry the syscall.
     pub fn wait_read(&self) -> io::Result<()> {
+        self.pd.check_err(Mode::Read)?;
+        self.ensure_registered()?;
         self.pd.wait(Mode::Read)
     }
 
     /// Waits until the fd may be writable; errors as [`Registration::wait_read`].
     pub fn wait_write(&self) -> io::Result<()> {
+        self.pd.check_err(Mode::Write)?;
+        self.ensure_registered()?;
         self.pd.wait(Mode::Write)
     }
 
@@ -125,16 +192,13 @@ impl Registration {
         if self.deregistered.swap(true, Ordering::SeqCst) {
             return;
         }
-        let mut e = libc::epoll_event { events: 0, u64: 0 };
-        // SAFETY: valid epoll fd and event pointer; failure (fd already gone) is harmless.
-        let _ = unsafe {
-            libc::epoll_ctl(
-                self.rt.poller.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                self.fd,
-                &mut e,
-            )
-        };
+        loop {
+            match self.home.load(Ordering::SeqCst) {
+                UNREG => return,
+                BUSY => std::hint::spin_loop(), // a first wait is registering right now
+                home => return self.epoll_del(home),
+            }
+        }
     }
 
     /// True once [`Registration::close`] ran.
@@ -160,7 +224,13 @@ impl Drop for Registration {
         }
         // New generation: pending events and deadline timers for this use become stale.
         self.pd.gen.fetch_add(1, Ordering::SeqCst);
-        self.rt.poller.registered.fetch_sub(1, Ordering::Relaxed);
+        let home = self.home.load(Ordering::SeqCst);
+        if home < BUSY {
+            self.rt.workers[home]
+                .poller
+                .registered
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         slab().release(self.pd);
     }
 }

@@ -3,7 +3,8 @@
 //! One [`Shared`] per runtime, leaked so that tasks can point at it with `&'static`. Each
 //! worker is a thread plus a [`WorkerShared`] (Go's P and M in one): a ring of never-run tasks
 //! that others may steal ([`runq`]), an inbox for pinned tasks woken by other threads, a timer
-//! heap, and its sleep state. The worker loop itself is in [`worker`].
+//! heap, its sleep state and its own epoll instance (`netpoll::Poller`), in which it sleeps
+//! when idle. The worker loop itself is in [`worker`].
 //!
 //! Wake-ups without loss: a thread that makes work visible (push to a ring, the injector, an
 //! inbox) and then checks whether a worker sleeps, and a worker that publishes that it sleeps
@@ -32,8 +33,8 @@ use crate::timer::TimerHeap;
 use runq::RunQueue;
 
 pub(crate) const AWAKE: u8 = 0;
-pub(crate) const SLEEP_FUTEX: u8 = 1;
-pub(crate) const SLEEP_POLL: u8 = 2;
+/// Blocked (or about to block) in `epoll_wait` on its own poller.
+pub(crate) const SLEEPING: u8 = 1;
 
 /// Per-worker counters; each written only by its worker (Relaxed), summed by `stats`.
 #[derive(Default)]
@@ -53,6 +54,9 @@ pub(crate) struct WorkerShared {
     pub(crate) inbox: Mutex<VecDeque<TaskRef>>,
     pub(crate) inbox_len: AtomicUsize,
     pub(crate) sleep: AtomicU8,
+    /// This worker's epoll instance: descriptors first waited on by its coroutines, and the
+    /// eventfd that wakes it when it sleeps.
+    pub(crate) poller: Poller,
     /// Set by `wake_idle` before waking this worker as the one spinning worker.
     pub(crate) woken_spinning: AtomicBool,
     pub(crate) thread: OnceLock<Thread>,
@@ -82,7 +86,14 @@ pub(crate) struct Shared {
     pub(crate) idle: Mutex<Vec<usize>>,
     pub(crate) nidle: AtomicUsize,
     pub(crate) nspinning: AtomicUsize,
-    pub(crate) poller: Poller,
+    /// The timer role: held by at most one sleeping worker, which bounds its `epoll_wait` by
+    /// the nearest timer; other sleepers wait without a timeout (see `worker/idle.rs`).
+    pub(crate) timer_role: AtomicBool,
+    /// The role holder's index, valid while `timer_role` is held.
+    pub(crate) timer_holder: AtomicUsize,
+    /// nanotime the role holder's blocked `epoll_wait` times out at (u64::MAX: none); 0 when
+    /// nobody watches timers from a sleep.
+    pub(crate) timer_poll_until: AtomicU64,
     pub(crate) stacks: StackPool,
     pub(crate) blocking: BlockingPool,
     pub(crate) next_id: AtomicU64,
@@ -98,18 +109,21 @@ impl Shared {
     pub(crate) fn new(cfg: Config) -> io::Result<&'static Shared> {
         let n = cfg.workers.max(1);
         let workers = (0..n)
-            .map(|_| WorkerShared {
-                runq: RunQueue::new(),
-                inbox: Mutex::new(VecDeque::new()),
-                inbox_len: AtomicUsize::new(0),
-                sleep: AtomicU8::new(AWAKE),
-                woken_spinning: AtomicBool::new(false),
-                thread: OnceLock::new(),
-                timers: TimerHeap::new(),
-                counters: Counters::default(),
-                running_id: AtomicU64::new(0),
+            .map(|_| {
+                Ok(WorkerShared {
+                    runq: RunQueue::new(),
+                    inbox: Mutex::new(VecDeque::new()),
+                    inbox_len: AtomicUsize::new(0),
+                    sleep: AtomicU8::new(AWAKE),
+                    poller: Poller::new()?,
+                    woken_spinning: AtomicBool::new(false),
+                    thread: OnceLock::new(),
+                    timers: TimerHeap::new(),
+                    counters: Counters::default(),
+                    running_id: AtomicU64::new(0),
+                })
             })
-            .collect();
+            .collect::<io::Result<_>>()?;
         let shared = Shared {
             workers,
             injector: Mutex::new(VecDeque::new()),
@@ -117,7 +131,9 @@ impl Shared {
             idle: Mutex::new(Vec::with_capacity(n)),
             nidle: AtomicUsize::new(0),
             nspinning: AtomicUsize::new(0),
-            poller: Poller::new()?,
+            timer_role: AtomicBool::new(false),
+            timer_holder: AtomicUsize::new(0),
+            timer_poll_until: AtomicU64::new(0),
             stacks: StackPool::new(),
             blocking: BlockingPool::new(
                 cfg.max_blocking,
@@ -170,14 +186,22 @@ impl Shared {
     /// Wakes worker `i` if it sleeps (it will find its inbox non-empty).
     pub(crate) fn wake_worker(&self, i: usize) {
         let w = &self.workers[i];
-        match w.sleep.load(Ordering::SeqCst) {
-            AWAKE => {}
-            SLEEP_POLL => self.poller.wake(),
-            _ => {
-                if let Some(t) = w.thread.get() {
-                    t.unpark();
-                }
-            }
+        if w.sleep.load(Ordering::SeqCst) != AWAKE {
+            w.poller.wake();
+        }
+    }
+
+    /// A timer was added for `when`: wake the worker watching timers from its sleep if it
+    /// would sleep past it. Busy workers check timers in their loop; a sleeper without the
+    /// timer role never needs waking for a timer (see `worker/idle.rs`).
+    pub(crate) fn timer_added(&self, when: u64) {
+        // Pairs with the fence in `idle::sleep_in_poller` between publishing
+        // `timer_poll_until` and re-reading the nearest timer.
+        fence(Ordering::SeqCst);
+        let until = self.timer_poll_until.load(Ordering::SeqCst);
+        if until != 0 && when < until {
+            let h = self.timer_holder.load(Ordering::SeqCst);
+            self.workers[h].poller.wake();
         }
     }
 
@@ -262,14 +286,9 @@ impl Shared {
 
     pub(crate) fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
-        for (i, w) in self.workers.iter().enumerate() {
-            let _ = w;
-            self.wake_worker(i);
-            if let Some(t) = self.workers[i].thread.get() {
-                t.unpark();
-            }
+        for w in self.workers.iter() {
+            w.poller.wake();
         }
-        self.poller.wake();
     }
 }
 

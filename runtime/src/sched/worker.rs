@@ -15,8 +15,8 @@
 //! code between two coroutine switches: `running_id` (watchdog) is cleared only when the
 //! worker leaves it, and fresh-task setup and finishing are out of line.
 //!
-//! Sleeping (worker/idle.rs): an idle worker either becomes the one poller (blocks in
-//! `epoll_wait` with the nearest timer as timeout) or sleeps on its thread parker. Before it
+//! Sleeping (worker/idle.rs): an idle worker blocks in `epoll_wait` on its own epoll
+//! instance (the one holding the timer role bounds it by the nearest timer). Before it
 //! sleeps it publishes its state, then re-checks every source of work (see sched/mod.rs for
 //! the ordering argument).
 use std::cell::{Cell, RefCell};
@@ -48,6 +48,8 @@ pub(crate) struct WorkerCtx {
     tick: Cell<u32>,
     rng: Cell<u64>,
     spinning: Cell<bool>,
+    /// Whether spinning has paid off lately (see `idle::spin_for_work`).
+    spin_credit: Cell<i32>,
     /// This worker's warm stacks (no lock on the spawn/exit path; see stack/cache.rs).
     stacks: StackCache<'static>,
     /// Coroutine ids reserved for this worker's spawns: next, end (Go's `p.goidcache`).
@@ -194,6 +196,7 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         tick: Cell::new(PERIOD - 1),
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
         spinning: Cell::new(false),
+        spin_credit: Cell::new(idle::SPIN_CREDIT_MAX / 2),
         stacks: StackCache::new(&rt.stacks),
         ids: Cell::new((0, 0)),
         cells: RefCell::new(Cache::new()),
@@ -377,7 +380,7 @@ fn poll_and_timers(c: &'static WorkerCtx) {
     if rt.next_timer() <= now {
         rt.run_timers(now);
     }
-    if rt.poller.has_registrations() && rt.poller.try_poll(0, rt) {
+    if c.w.poller.has_registrations() && c.w.poller.try_poll() {
         c.w.counters.polls.fetch_add(1, Ordering::Relaxed);
     }
 }

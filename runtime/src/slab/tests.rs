@@ -206,13 +206,15 @@ fn concurrent_drops() {
     }
     assert_eq!(THREAD_LIVE.load(Ordering::SeqCst), 0);
 }
+
 /// A million live tasks take a million cells, so every 8 bytes of the header cost ~2000 page
-/// faults in a burst: keep it from growing unnoticed.
+/// faults in a burst: keep it from growing unnoticed. (184 on the spawnall branch; 192 with
+/// `Task::park_sp`, the netpoller's stack-prefetch hint.)
 #[cfg(target_pointer_width = "64")]
 #[test]
 fn task_cell_size() {
     let size = std::mem::size_of::<Cell<crate::task::Task>>();
-    assert!(size <= 184, "task cell grew to {size} bytes");
+    assert!(size <= 192, "task cell grew to {size} bytes");
 }
 
 /// `for_each_live` visits exactly the live values (each once, holding a count meanwhile), not

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::park::{self, Unparker};
-use crate::task::{Task, WaitReason};
+use crate::task::{TaskRef, WaitReason};
 
 const EMPTY: u8 = 0;
 const WAITING: u8 = 1;
@@ -139,7 +139,7 @@ impl std::error::Error for JoinError {}
 /// Owned permission to wait for a coroutine's result, like `std::thread::JoinHandle`.
 /// Dropping it detaches the coroutine.
 pub struct JoinHandle<T> {
-    pub(crate) task: Arc<Task>,
+    pub(crate) task: TaskRef,
     /// The handle only ever yields a `T` (moved from the coroutine, `T: Send` at spawn), and
     /// `&JoinHandle` gives no access to it, so the handle is `Send + Sync` for any `T`.
     _result: PhantomData<fn() -> T>,
@@ -151,7 +151,7 @@ impl<T> JoinHandle<T> {
     /// # Safety
     /// `task.slot` was made by `Slot::new::<F, T>` with this `T`, and no other handle for
     /// `task` exists.
-    pub(crate) unsafe fn from_task(task: Arc<Task>) -> JoinHandle<T> {
+    pub(crate) unsafe fn from_task(task: TaskRef) -> JoinHandle<T> {
         JoinHandle {
             task,
             _result: PhantomData,

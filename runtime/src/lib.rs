@@ -21,6 +21,7 @@ mod registry;
 pub mod runtime;
 pub(crate) mod sched;
 pub mod select;
+mod slab;
 mod slot;
 mod spawn;
 pub(crate) mod stack;

@@ -8,6 +8,9 @@
 //!   workers busy in long coroutines), as sysmon does;
 //! - trims the stack pool once a second (Go's scavenger): surplus freed stacks give their
 //!   pages back to the OS;
+//! - during a burst of spawns, makes task-header pages resident ahead of the spawning worker
+//!   (`slab::Pool::prefault_ahead`), on another core (no Go counterpart: Go's allocator
+//!   faults its heap in on the allocating thread);
 //! - prints the goroutine dump of every runtime in the process and exits with status 2 on
 //!   SIGQUIT when enabled, like Go.
 //!
@@ -91,6 +94,10 @@ fn monitor_main(rt: &'static Shared) {
         let now = nanotime();
         // Relaxed: a timestamp for task ages; it publishes no other data.
         rt.coarse_clock.store(now, Ordering::Relaxed);
+        // During a burst of spawns, make task-header pages resident ahead of the spawner.
+        if !all_idle {
+            crate::task::prefault_ahead();
+        }
         if let Some(th) = threshold {
             let th = th.as_nanos() as u64;
             for (i, w) in rt.workers.iter().enumerate() {
@@ -136,7 +143,7 @@ fn monitor_main(rt: &'static Shared) {
 }
 
 fn warn_stuck(rt: &Shared, worker: usize, id: u64, for_ns: u64) {
-    let (name, site) = match rt.registry.find(id) {
+    let (name, site) = match crate::registry::find(rt, id) {
         Some(t) => (
             t.ident
                 .name
@@ -235,7 +242,7 @@ fn reason_str(r: WaitReason) -> &'static str {
 
 /// Every live coroutine: id, name, state, spawn site and age, in Go's dump layout.
 pub(crate) fn dump(rt: &Shared) -> String {
-    let mut tasks = rt.registry.snapshot();
+    let mut tasks = crate::registry::snapshot(rt);
     tasks.sort_by_key(|t| t.ident.id);
     let now = nanotime();
     // A started task stays RUNNING while queued (see task.rs): it runs only if a worker says

@@ -29,8 +29,8 @@ use std::sync::{Once, OnceLock};
 pub(crate) struct CoroIdent {
     /// Coroutine id.
     pub id: u64,
-    /// Optional user-given name.
-    pub name: Option<String>,
+    /// Optional user-given name (boxed: 8 bytes less per task than a `String`).
+    pub name: Option<Box<str>>,
     /// Where it was spawned.
     pub site: &'static Location<'static>,
 }

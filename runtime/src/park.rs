@@ -14,7 +14,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::sched::worker;
-use crate::task::{Task, WaitReason};
+use crate::task::{Task, TaskRef, WaitReason};
 use crate::timer::{self, TimerAction};
 
 /// Wakes one parked coroutine or thread. Cheap to clone; unparking twice is harmless.
@@ -25,7 +25,7 @@ pub struct Unparker {
 
 #[derive(Clone)]
 enum Inner {
-    Task(Arc<Task>),
+    Task(TaskRef),
     Thread(Arc<Thread>),
 }
 
@@ -49,7 +49,7 @@ impl Unparker {
     /// True if both wake the same coroutine or thread.
     pub fn same_as(&self, other: &Unparker) -> bool {
         match (&self.inner, &other.inner) {
-            (Inner::Task(a), Inner::Task(b)) => Arc::ptr_eq(a, b),
+            (Inner::Task(a), Inner::Task(b)) => TaskRef::ptr_eq(a, b),
             (Inner::Thread(a), Inner::Thread(b)) => a.id() == b.id(),
             _ => false,
         }
@@ -60,17 +60,17 @@ impl Unparker {
     #[inline]
     pub(crate) fn is_current(&self) -> bool {
         match (&self.inner, worker::current_task()) {
-            (Inner::Task(t), Some(cur)) => std::ptr::eq(Arc::as_ptr(t), cur),
+            (Inner::Task(t), Some(cur)) => std::ptr::eq(TaskRef::as_ptr(t), cur),
             (Inner::Thread(t), None) => THREAD_UNPARKER.with(|me| Arc::ptr_eq(t, me)),
             _ => false,
         }
     }
 
-    /// Encodes into a word for lock-free slots: an aligned `Arc` pointer, low bit set for a
-    /// thread. The word is never 0..8, so callers may use those values as markers.
+    /// Encodes into a word for lock-free slots: an aligned `TaskRef` or `Arc` pointer, low bit
+    /// set for a thread. The word is never 0..8, so callers may use those values as markers.
     pub(crate) fn into_raw(self) -> usize {
         match self.inner {
-            Inner::Task(t) => Arc::into_raw(t) as usize,
+            Inner::Task(t) => TaskRef::into_raw(t) as usize,
             Inner::Thread(t) => Arc::into_raw(t) as usize | 1,
         }
     }
@@ -80,11 +80,11 @@ impl Unparker {
     /// thread consumes meanwhile is harmless.
     #[inline]
     pub(crate) fn prefetch_raw(raw: usize) {
-        // Words of tasks are `Arc<Task>` data pointers (8-aligned, low bit clear); the slot
-        // markers (0 and 4 in netpoll) fall below any heap address.
+        // Words of tasks are `TaskRef` value pointers (8-aligned, low bit clear); the slot
+        // markers (0 and 4 in netpoll) fall below any mapped address.
         if raw & 1 == 0 && raw > 4096 {
-            // The Arc's counts sit just before the data; the header spans a few lines.
-            let start = raw.wrapping_sub(2 * std::mem::size_of::<usize>());
+            // The cell's count sits just before the value; the header spans a few lines.
+            let start = raw.wrapping_sub(std::mem::size_of::<usize>());
             for i in 0..4 {
                 crate::task::prefetch(start.wrapping_add(i * 64));
             }
@@ -103,8 +103,8 @@ impl Unparker {
             }
         } else {
             Unparker {
-                // SAFETY: caller contract: this is an `Arc<Task>` pointer from `into_raw`.
-                inner: Inner::Task(unsafe { Arc::from_raw(raw as *const Task) }),
+                // SAFETY: caller contract: this is a `TaskRef` pointer from `into_raw`.
+                inner: Inner::Task(unsafe { TaskRef::from_raw(raw as *const Task) }),
             }
         }
     }

@@ -1,173 +1,161 @@
-//! The set of live tasks (Go's `allgs`), for the goroutine dump and the watchdog.
+//! The set of live tasks (Go's `allgs`), for the goroutine dump and the watchdog, and where
+//! spawns get task memory.
 //!
-//! Sharded by worker, plus one shard for spawns from plain threads. A spawn appends its task to
-//! the shard of the spawning worker, so that shard's lock is taken by its own worker (and by a
-//! dump or the watchdog, rarely): uncontended. A finishing task does not touch the registry at
-//! all (it may finish on another worker, whose lock traffic on the spawner's shard used to cost
-//! ~200 ns per spawn with two workers). Instead each shard drops its finished tasks when it has
-//! grown to twice the size it had after the last sweep (amortized O(1) per spawn), so finished
-//! tasks linger as small headers (their stacks are already freed) until the next sweep.
-//! Readers filter out finished tasks.
+//! What: every task lives in a cell of the process-wide task pool (slab.rs), and the pool
+//! doubles as the registry, as Go's `allgs` holds every `g` ever made: [`snapshot`] and
+//! [`find`] walk every cell ever carved and keep the live tasks of the asked runtime. So a
+//! spawn registers nothing and takes no lock: it builds its task in a cell of the spawning
+//! worker's own cache (`WorkerCtx::cells`, no lock; plain threads share [`OUTSIDE`]). That
+//! makes the walk cost time in proportion to the most tasks ever alive at once, which only a
+//! dump or a watchdog report pays.
 //!
-//! Reuse (Go's `gfput`/`gfget`): a sweep moves finished tasks that nothing else references any
-//! more (strong count 1: no `JoinHandle`, `Unparker` or queue holds them) to the shard's free
-//! list, up to [`FREE_CAP`]; a spawn on that shard, after `Arc::get_mut` confirms it is still
-//! unshared, overwrites one in place instead
-//! of allocating, so steady spawn/join churn makes no malloc/free. Reuse is safe code: a task
-//! on the free list is referenced by the free list alone, so nobody can observe the overwrite.
-//!
-//! The registry's `Arc` also keeps a parked task alive while nothing else references it (a
-//! coroutine blocked forever leaks, as a goroutine does in Go).
-use std::sync::{Arc, Mutex};
+//! Invariant: a spawned task holds one count of its own cell (the "registry's reference"),
+//! taken by [`insert`] and dropped by [`release`] when the task finishes (or fails to start),
+//! so a coroutine parked forever with no other reference stays alive and listed, as a
+//! leaked goroutine does in Go. Every other count belongs to a `TaskRef` (queues, the
+//! `JoinHandle`, `Unparker`s); when the last one goes, the cell returns to the pool (Go's
+//! `gfput`) and a later spawn reuses it (`gfget`).
+use std::sync::Mutex;
 
-use crate::task::{Task, DONE};
+use crate::sched::{worker, Shared};
+use crate::slab::{Cache, Pooled};
+use crate::task::{Task, TaskRef, DONE};
 
-struct Shard {
-    tasks: Vec<Arc<Task>>,
-    /// Finished tasks referenced by nothing else, to be overwritten by the next spawns.
-    free: Vec<Arc<Task>>,
-    /// Sweep when `tasks.len()` reaches this.
-    sweep_at: usize,
+/// Cells for spawns from threads that are not workers.
+static OUTSIDE: Mutex<Cache<Task>> = Mutex::new(Cache::new());
+
+/// Builds the task `make` returns in a pool cell (from the calling worker's cache, else
+/// [`OUTSIDE`]) and returns two references to it (for the run queue and the `JoinHandle`),
+/// keeping a third count for the registry until [`release`].
+#[inline]
+pub(crate) fn insert(make: impl FnOnce() -> Task) -> (TaskRef, TaskRef) {
+    // The three counts are set at once (no atomic increments).
+    let task = match worker::task_cells() {
+        Some(cells) => cells.borrow_mut().alloc_with(3, make),
+        None => OUTSIDE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alloc_with(3, make),
+    };
+    // SAFETY: one of the two extra counts `alloc_with` gave us; the other is the registry's,
+    // taken back by `release`.
+    let second = unsafe { TaskRef::from_raw(TaskRef::as_ptr(&task)) };
+    (task, second)
 }
 
-const MIN_SWEEP: usize = 1024;
-/// Most finished task headers kept for reuse per shard (about 300 bytes each).
-pub(crate) const FREE_CAP: usize = 1024;
-
-pub(crate) struct Registry {
-    shards: Box<[Mutex<Shard>]>,
+/// Drops the registry's count of a task that has finished (or could not start).
+///
+/// # Safety
+/// `task` came from [`insert`] and this is its only `release`.
+pub(crate) unsafe fn release(task: &TaskRef) {
+    // SAFETY: caller contract: this is the count `insert` kept for the registry.
+    drop(unsafe { TaskRef::from_raw(TaskRef::as_ptr(task)) });
 }
 
-impl Shard {
-    /// Drops finished tasks from `tasks`, keeping unreferenced ones on `free` for reuse.
-    fn sweep(&mut self) {
-        let mut i = 0;
-        while i < self.tasks.len() {
-            if self.tasks[i].phase() != DONE {
-                i += 1;
-                continue;
-            }
-            let t = self.tasks.swap_remove(i);
-            // A plain count load, not `Arc::get_mut` (a locked RMW per task): `insert` re-checks
-            // with `get_mut` before it reuses one, so a stale count costs at most an allocation.
-            // No `Weak<Task>` is ever made, so a strong count of 1 means only `t` refers to it.
-            if self.free.len() < FREE_CAP && Arc::strong_count(&t) == 1 {
-                self.free.push(t);
-            }
+/// Every live (not finished) task of `rt`.
+pub(crate) fn snapshot(rt: &Shared) -> Vec<TaskRef> {
+    let mut out = Vec::new();
+    Task::pool().for_each_live(|t| {
+        if std::ptr::eq(t.rt, rt) && t.phase() != DONE {
+            out.push(t);
         }
-        self.sweep_at = (self.tasks.len() * 2).max(MIN_SWEEP);
-    }
+        true
+    });
+    out
 }
 
-impl Registry {
-    pub(crate) fn new(n: usize) -> Registry {
-        Registry {
-            shards: (0..n)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        tasks: Vec::new(),
-                        free: Vec::new(),
-                        sweep_at: MIN_SWEEP,
-                    })
-                })
-                .collect(),
+/// The live task of `rt` with id `id` (the walk stops there).
+pub(crate) fn find(rt: &Shared, id: u64) -> Option<TaskRef> {
+    let mut found = None;
+    Task::pool().for_each_live(|t| {
+        if t.ident.id == id && std::ptr::eq(t.rt, rt) && t.phase() != DONE {
+            found = Some(t);
+            return false;
         }
-    }
-
-    /// Registers `task` in `shard` (the spawning worker's, or the last one for plain threads)
-    /// and returns it shared, in a reused allocation when the shard has one.
-    pub(crate) fn insert(&self, shard: usize, task: Task) -> Arc<Task> {
-        let s_idx = shard.min(self.shards.len() - 1);
-        let mut guard = self.shards[s_idx].lock().unwrap_or_else(|e| e.into_inner());
-        let s = &mut *guard;
-        if s.tasks.len() >= s.sweep_at {
-            s.sweep();
-        }
-        let task = match s.free.pop() {
-            Some(mut a) => match Arc::get_mut(&mut a) {
-                Some(t) => {
-                    *t = task;
-                    a
-                }
-                // Unreachable (only the free list holds these); allocate to stay correct.
-                None => Arc::new(task),
-            },
-            None => Arc::new(task),
-        };
-        s.tasks.push(task.clone());
-        task
-    }
-
-    /// A snapshot of every live (not finished) task.
-    pub(crate) fn snapshot(&self) -> Vec<Arc<Task>> {
-        let mut out = Vec::new();
-        for s in self.shards.iter() {
-            let s = s.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(s.tasks.iter().filter(|t| t.phase() != DONE).cloned());
-        }
-        out
-    }
-
-    pub(crate) fn find(&self, id: u64) -> Option<Arc<Task>> {
-        for s in self.shards.iter() {
-            let s = s.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(t) = s
-                .tasks
-                .iter()
-                .find(|t| t.ident.id == id && t.phase() != DONE)
-            {
-                return Some(t.clone());
-            }
-        }
-        None
-    }
+        true
+    });
+    found
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use crate::task::TaskRef;
 
-    /// Finished tasks nothing else references are reused in place by later spawns; a task
-    /// still referenced (here, by a kept `JoinHandle`) is never reused, and its result stays.
+    /// A finished task still referenced (here, by a kept `JoinHandle`) is never reused by later
+    /// spawns (which do reuse cells, see slab.rs), and its result stays.
     #[test]
-    fn unreferenced_finished_tasks_are_reused() {
+    fn referenced_finished_tasks_are_not_reused() {
         let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
         rt.run(|| {
             let kept = crate::spawn(|| 42u64);
             while !kept.is_finished() {
                 crate::yield_now();
             }
-            let mut seen = std::collections::HashSet::new();
-            let mut reused = false;
             for round in 0..4 {
                 let hs: Vec<_> = (0..1000u64)
                     .map(|i| crate::spawn(move || i + round))
                     .collect();
                 for (i, h) in hs.into_iter().enumerate() {
-                    let p = Arc::as_ptr(&h.task) as usize;
-                    reused |= !seen.insert(p);
-                    assert_ne!(p, Arc::as_ptr(&kept.task) as usize);
+                    let p = TaskRef::as_ptr(&h.task);
+                    assert_ne!(p, TaskRef::as_ptr(&kept.task));
                     assert_eq!(h.join().unwrap(), i as u64 + round);
                 }
             }
-            assert!(reused, "no task allocation was reused");
             assert_eq!(kept.join().unwrap(), 42);
         });
     }
+
+    /// Finished tasks are never listed, and the registry's count of a finished task is gone
+    /// (only its `JoinHandle` holds it).
     #[test]
-    fn finished_tasks_are_swept_and_never_listed() {
+    fn finished_tasks_are_released_and_never_listed() {
         let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
         rt.run(|| {
+            let h = crate::spawn(|| 5u8);
+            while !h.is_finished() {
+                crate::yield_now();
+            }
+            // The finishing worker drops its queue reference and the registry's count right
+            // after the result is stored; yield until it has.
+            while TaskRef::strong_count(&h.task) != 1 {
+                crate::yield_now();
+            }
             for _ in 0..5000 {
                 crate::spawn(|| {}).join().unwrap();
             }
+            assert_eq!(h.join().unwrap(), 5);
         });
-        // Only live tasks are listed (the shard was swept along the way). `main` completes its
-        // join before its coroutine returns, so allow it a moment to finish.
+        // `main` completes its join before its coroutine returns, so allow it a moment to
+        // finish.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !rt.dump().is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(rt.dump().is_empty(), "{}", rt.dump());
+    }
+
+    /// A coroutine parked forever with nothing else referencing it stays alive and listed.
+    #[test]
+    fn parked_unreferenced_task_is_listed() {
+        let rt = crate::runtime::Builder::new().workers(1).build().unwrap();
+        let id = rt.run(|| {
+            let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let s2 = started.clone();
+            let h = crate::spawn(move || {
+                s2.store(true, std::sync::atomic::Ordering::SeqCst);
+                loop {
+                    crate::park::park();
+                }
+            });
+            let id = h.id();
+            drop(h);
+            // One worker: once the flag is set, the coroutine has run on until it parked.
+            while !started.load(std::sync::atomic::Ordering::SeqCst) {
+                crate::yield_now();
+            }
+            id
+        });
+        let dump = rt.dump();
+        assert!(dump.contains(&format!("goroutine {id} [")), "{dump}");
     }
 }

@@ -5,8 +5,8 @@
 //! coroutine's `std::thread::Result<T>`. A value larger than [`INLINE`] bytes (or aligned to
 //! more than 8) is boxed and the box stored inline instead. A static per-`(F, T)` vtable knows
 //! how to run, and drop, what the buffer holds. Being untyped and fixed-size, the slot keeps
-//! `Task` a sized type behind a thin `Arc<Task>` (the runqueues and `Unparker` words need thin
-//! pointers), and lets the registry reuse finished task headers (see registry.rs).
+//! `Task` a sized type behind a thin `TaskRef` (the runqueues and `Unparker` words need thin
+//! pointers), whose cells the task pool reuses (see slab.rs).
 //!
 //! Invariants: `holds` says what the buffer holds (`NONE`, `CLOSURE`, `RESULT`) and is
 //! accessed, like the buffer, by one thread at a time, handed over by happens-before edges:

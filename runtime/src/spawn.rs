@@ -1,9 +1,10 @@
 //! Spawning coroutines: `go!`, [`spawn`], [`Builder`], [`run`], [`yield_now`], [`current`],
 //! [`spawn_blocking`] (Go's `newproc`, `Gosched`, and the `go` statement).
 //!
-//! A spawn puts the closure (later its result) inline in the task (`slot.rs`): one allocation,
-//! often none, since the registry reuses finished task headers. It registers the task and
-//! pushes it on the calling worker's ring (or the injector from a plain thread). The stack is taken when the coroutine first runs, from
+//! A spawn puts the closure (later its result) inline in the task (`slot.rs`), which it builds
+//! in a cell of the task pool taken from the calling worker's own cache (registry.rs, slab.rs:
+//! no lock, and no system allocation once cells are reused). It pushes the task on the calling
+//! worker's ring (or the injector from a plain thread). The stack is taken when the coroutine first runs, from
 //! that worker's cache: queued never-run tasks hold no stack, and stealing moves only the
 //! closure. If a stack cannot be had then (the mprotect guard budget of an old kernel is spent),
 //! that task fails (its join returns the error) and later spawns allocate eagerly, so the
@@ -15,6 +16,7 @@ use std::sync::atomic::Ordering;
 
 use crate::join::{JoinHandle, Packet};
 use crate::overflow::CoroIdent;
+use crate::registry;
 use crate::sched::{self, worker, Shared};
 use crate::slot::Slot;
 use crate::task::{Task, WaitReason};
@@ -83,11 +85,10 @@ where
     let id = worker::next_id(rt);
     let ident = CoroIdent {
         id,
-        name: b.name,
+        name: b.name.map(String::into_boxed_str),
         site,
     };
-    let task = Task::new(rt, ident, size, Slot::new(f), stack);
-    let task = rt.registry.insert(worker.unwrap_or(rt.nworkers()), task);
+    let (task, for_handle) = registry::insert(|| Task::new(rt, ident, size, Slot::new(f), stack));
     match worker {
         // Each worker is the only writer of its counters: a plain load + store (Relaxed, a
         // statistic: pairs with nothing).
@@ -101,7 +102,7 @@ where
         }
     }
     // SAFETY: the slot was just made with result type `T`, and this is the task's only handle.
-    let handle = unsafe { JoinHandle::from_task(task.clone()) };
+    let handle = unsafe { JoinHandle::from_task(for_handle) };
     if let Err(task) = worker::try_spawn_local(rt, task) {
         rt.inject(task);
     }
@@ -212,7 +213,7 @@ impl CoroutineInfo {
 pub fn current() -> Option<CoroutineInfo> {
     worker::current_task().map(|t| CoroutineInfo {
         id: t.ident.id,
-        name: t.ident.name.clone(),
+        name: t.ident.name.as_deref().map(String::from),
     })
 }
 

@@ -3,7 +3,8 @@
 //! A [`Task`] owns one corosensei coroutine on a slab stack, plus the header every other
 //! thread may read: id, name, spawn site, scheduling state, owning worker. Its spawn closure
 //! and then its result live inline in the task (`Task::slot`, see slot.rs), so a task is one
-//! allocation, which the registry may reuse once nothing else references it.
+//! cell of the task pool ([`TaskRef`], slab.rs), which goes back to the pool, to be reused by a
+//! later spawn, once nothing references it.
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
@@ -18,18 +19,6 @@
 //! - [`Task::unpark`] (any thread) moves `PARKED -> RUNNING` and enqueues the task on its
 //!   owner, or sets `NOTIFIED` when the task is not parked, so no wake-up is ever lost.
 //!
-//! The parked count: a `PARKED` task owns one strong count of its own `Arc`. The worker that
-//! resumed it keeps the `Arc` it ran the task from (`Arc::into_raw` in `run_task` when the
-//! coroutine suspends with `Suspend::Park`) instead of dropping it, and the unparker that wins
-//! `PARKED -> RUNNING` takes that count over for the run queue (`Arc::from_raw` in `unpark`)
-//! instead of cloning. A wake-up therefore costs no reference-count RMW (two locked
-//! instructions per wake-up before). The unparker may take the count over just before the
-//! worker converts its `Arc` (the CAS to `PARKED` happens inside the coroutine): that is only a
-//! transfer, the count stays positive throughout (the worker still holds its `Arc`, and the
-//! registry holds one for every unfinished task), and the inbox the task goes to is drained by
-//! that same worker only after `run_task` returned. A task parked forever keeps the count, as
-//! the registry keeps its own: it leaks, like a goroutine blocked forever.
-//!
 //! Park has `std::thread::park` semantics: it may return spuriously, and every waiter loops
 //! on its own condition. This replaces Go's `gopark`/`goready` pair and its commit
 //! callbacks with a token, which makes every wait protocol in gort a plain loop.
@@ -42,13 +31,13 @@
 //! foreign thread.
 use std::cell::{Cell, UnsafeCell};
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::overflow::{self, CoroIdent};
 use crate::sched::Shared;
+use crate::slab::{Pool, Pooled, Ref};
 use crate::slot::Slot;
 use crate::stack::SlabStack;
 
@@ -80,6 +69,27 @@ const NOTIFIED: u8 = 0b100;
 
 /// Worker index meaning "never ran yet": such a task may be stolen.
 pub(crate) const NO_OWNER: usize = usize::MAX;
+
+/// A worker index (or [`NO_OWNER`]) in 4 bytes: a million live tasks are 4 MB smaller than
+/// with an `AtomicUsize`. Read and written as `usize`, with the orderings of `AtomicU32`.
+pub(crate) struct Owner(AtomicU32);
+
+impl Owner {
+    #[inline]
+    pub(crate) fn load(&self, order: Ordering) -> usize {
+        match self.0.load(order) {
+            u32::MAX => NO_OWNER,
+            i => i as usize,
+        }
+    }
+
+    pub(crate) fn store(&self, index: usize, order: Ordering) {
+        match u32::try_from(index) {
+            Ok(i) if i != u32::MAX => self.0.store(i, order),
+            _ => overflow::throw("Owner::store: worker index out of range"),
+        }
+    }
+}
 
 /// What a parked task waits for, for the goroutine dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +158,7 @@ pub(crate) struct Task {
     wait: AtomicU8,
     /// Owning worker; written once by the first worker to run the task (before the resume
     /// that makes it observable as `RUNNING`), read by unparkers after they observed `PARKED`.
-    pub(crate) owner: AtomicUsize,
+    pub(crate) owner: Owner,
     /// Owner-thread-only once started (see the `Send` impl).
     body: UnsafeCell<Body>,
     /// Owner-thread-only: the coroutine's yielder, set when it first runs.
@@ -176,7 +186,8 @@ unsafe impl Send for Task {}
 unsafe impl Sync for Task {}
 
 impl Task {
-    /// A never-run task (the caller puts it in an `Arc`, new or reused; see registry.rs).
+    /// A never-run task (the registry builds it in a task-pool cell; see registry.rs).
+    #[inline]
     pub(crate) fn new(
         rt: &'static Shared,
         ident: CoroIdent,
@@ -192,7 +203,7 @@ impl Task {
             stack_size,
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),
-            owner: AtomicUsize::new(NO_OWNER),
+            owner: Owner(AtomicU32::new(u32::MAX)),
             body: UnsafeCell::new(Body::Fresh(stack)),
             yielder: Cell::new(std::ptr::null()),
             slot,
@@ -366,10 +377,29 @@ impl Task {
             prefetch(base.wrapping_add(i * 64));
         }
     }
+}
 
-    /// Wakes the task: makes a parked task runnable on its owner worker (handing it the parked
-    /// count, see the module docs), or leaves a notification that its next `park` consumes.
-    pub(crate) fn unpark(self: &Arc<Task>) {
+/// A counted reference to a task (an `Arc` whose memory comes from the task pool, slab.rs).
+pub(crate) type TaskRef = Ref<Task>;
+
+/// Every task header of the process lives in this pool (Go's `allgs` memory and `gFree`).
+static TASKS: Pool<Task> = Pool::new();
+
+/// See `slab::Pool::prefault_ahead` (the monitor's part in a burst of spawns).
+pub(crate) fn prefault_ahead() {
+    TASKS.prefault_ahead();
+}
+
+impl Pooled for Task {
+    fn pool() -> &'static Pool<Task> {
+        &TASKS
+    }
+}
+
+impl Ref<Task> {
+    /// Wakes the task: makes a parked task runnable on its owner worker, or leaves a
+    /// notification that its next `park` consumes.
+    pub(crate) fn unpark(&self) {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             let (new, wake) = match cur & PHASE {
@@ -389,12 +419,7 @@ impl Task {
             {
                 Ok(_) => {
                     if wake {
-                        // SAFETY: we moved the task out of PARKED, so we own the parked count
-                        // (module docs): the worker that ran it gave up its `Arc` with
-                        // `Arc::into_raw` (or will, before it drains the inbox the task goes to),
-                        // and no other unparker can win PARKED -> RUNNING for this park.
-                        let me = unsafe { Arc::from_raw(Arc::as_ptr(self)) };
-                        self.rt.ready(me);
+                        self.rt.ready(self.clone());
                     }
                     return;
                 }

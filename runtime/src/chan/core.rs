@@ -26,7 +26,7 @@
 //!   (`Arc::get_mut` proves that, so reuse needs no `unsafe`). A plain send/recv uses the
 //!   token stored inline in its record (`own`); only `select!` shares one `Arc<Token>` between
 //!   records. In steady state a blocking operation therefore allocates nothing and clones no
-//!   `Arc<Task>` (the cached unparker is kept while the same coroutine reuses the record).
+//!   `TaskRef` (the cached unparker is kept while the same coroutine reuses the record).
 //!
 //! Differences from Go: send on a closed channel is an error, not a panic; dropping the last
 //! receiver also closes the channel (buffered values are dropped, senders get errors).

@@ -21,15 +21,14 @@ pub(crate) mod worker;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
 use crate::blocking::BlockingPool;
 use crate::netpoll::Poller;
-use crate::registry::Registry;
 use crate::stack::StackPool;
-use crate::task::Task;
+use crate::task::TaskRef;
 use crate::timer::TimerHeap;
 use runq::RunQueue;
 
@@ -51,8 +50,8 @@ pub(crate) struct Counters {
 }
 
 pub(crate) struct WorkerShared {
-    pub(crate) runq: RunQueue<Task>,
-    pub(crate) inbox: Mutex<VecDeque<Arc<Task>>>,
+    pub(crate) runq: RunQueue<TaskRef>,
+    pub(crate) inbox: Mutex<VecDeque<TaskRef>>,
     pub(crate) inbox_len: AtomicUsize,
     pub(crate) sleep: AtomicU8,
     /// This worker's epoll instance: descriptors first waited on by its coroutines, and the
@@ -82,7 +81,7 @@ pub(crate) struct Config {
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
     pub(crate) workers: Box<[WorkerShared]>,
-    pub(crate) injector: Mutex<VecDeque<Arc<Task>>>,
+    pub(crate) injector: Mutex<VecDeque<TaskRef>>,
     pub(crate) injector_len: AtomicUsize,
     pub(crate) idle: Mutex<Vec<usize>>,
     pub(crate) nidle: AtomicUsize,
@@ -96,7 +95,6 @@ pub(crate) struct Shared {
     /// nobody watches timers from a sleep.
     pub(crate) timer_poll_until: AtomicU64,
     pub(crate) stacks: StackPool,
-    pub(crate) registry: Registry,
     pub(crate) blocking: BlockingPool,
     pub(crate) next_id: AtomicU64,
     /// A coarse `nanotime`, refreshed by the monitor at each of its checks (at most ~50 ms
@@ -137,7 +135,6 @@ impl Shared {
             timer_holder: AtomicUsize::new(0),
             timer_poll_until: AtomicU64::new(0),
             stacks: StackPool::new(),
-            registry: Registry::new(n + 1),
             blocking: BlockingPool::new(
                 cfg.max_blocking,
                 Duration::from_secs(10),
@@ -160,7 +157,7 @@ impl Shared {
 
     /// Makes an unparked (started, hence pinned) task runnable on its owner worker.
     #[inline]
-    pub(crate) fn ready(&'static self, task: Arc<Task>) {
+    pub(crate) fn ready(&'static self, task: TaskRef) {
         // Acquire: pairs with the owner's Release store in `worker::start_fresh` before the
         // first resume (a parked task has run, so `owner` is set).
         let owner = task.owner.load(Ordering::Acquire);
@@ -173,7 +170,7 @@ impl Shared {
     /// [`Shared::ready`] from another thread than the owner's: through the owner's inbox.
     #[cold]
     #[inline(never)]
-    fn ready_remote(&'static self, owner: usize, task: Arc<Task>) {
+    fn ready_remote(&'static self, owner: usize, task: TaskRef) {
         if owner >= self.workers.len() {
             crate::overflow::throw("Shared::ready: parked task has no owner");
         }
@@ -209,7 +206,7 @@ impl Shared {
     }
 
     /// Submits a never-run task from a thread that is not one of our workers.
-    pub(crate) fn inject(&self, task: Arc<Task>) {
+    pub(crate) fn inject(&self, task: TaskRef) {
         {
             let mut q = self.injector.lock().unwrap_or_else(|e| e.into_inner());
             q.push_back(task);
@@ -218,7 +215,7 @@ impl Shared {
         self.wake_idle();
     }
 
-    pub(crate) fn inject_batch(&self, tasks: Vec<Arc<Task>>) {
+    pub(crate) fn inject_batch(&self, tasks: Vec<TaskRef>) {
         let mut q = self.injector.lock().unwrap_or_else(|e| e.into_inner());
         q.extend(tasks);
         self.injector_len.store(q.len(), Ordering::SeqCst);

@@ -9,24 +9,64 @@
 //! Difference from Go: only tasks that have never run are stored here, because a task that has
 //! started is pinned to its worker (see task.rs). So everything in this ring may be stolen.
 //!
-//! Generic over the element so that its model tests need no runtime.
+//! Generic over the element (an owning pointer, [`Owned`]: `TaskRef` in the runtime, `Arc` in
+//! the model tests, which need no runtime).
 //!
 //! Invariants: `tail - head <= N` (wrapping u32 arithmetic); slots in `head..tail` each own one
-//! strong `Arc<T>` count (stored with `Arc::into_raw`); slots outside hold stale pointers that
-//! are never dereferenced.
+//! element (stored with [`Owned::into_raw`]); slots outside hold stale pointers that are never
+//! dereferenced.
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::Arc;
 
+use crate::slab::{Pooled, Ref};
+
 pub(crate) const N: u32 = 256;
 
-pub(crate) struct RunQueue<T> {
-    head: AtomicU32,
-    tail: AtomicU32,
-    buf: Box<[AtomicPtr<T>]>,
+/// An owning pointer that can be stored as one raw word (`Arc`, `slab::Ref`), and sent to
+/// the thread that pops it.
+pub(crate) trait Owned: Sized + Send {
+    /// Gives up ownership as a non-null pointer.
+    fn into_raw(self) -> *mut ();
+    /// Takes back ownership of a pointer from `into_raw`.
+    ///
+    /// # Safety
+    /// `p` came from `Self::into_raw` and is taken back once.
+    unsafe fn from_raw(p: *mut ()) -> Self;
 }
 
-impl<T> RunQueue<T> {
+impl<T: Send + Sync> Owned for Arc<T> {
+    fn into_raw(self) -> *mut () {
+        Arc::into_raw(self).cast_mut().cast()
+    }
+    unsafe fn from_raw(p: *mut ()) -> Self {
+        // SAFETY: caller contract.
+        unsafe { Arc::from_raw(p.cast::<T>()) }
+    }
+}
+
+impl<T: Pooled> Owned for Ref<T> {
+    fn into_raw(self) -> *mut () {
+        Ref::into_raw(self).cast_mut().cast()
+    }
+    unsafe fn from_raw(p: *mut ()) -> Self {
+        // SAFETY: caller contract.
+        unsafe { Ref::from_raw(p.cast::<T>()) }
+    }
+}
+
+pub(crate) struct RunQueue<T: Owned> {
+    head: AtomicU32,
+    tail: AtomicU32,
+    buf: Box<[AtomicPtr<()>]>,
+    /// The ring owns `T`s (stored raw) and hands them to whichever thread pops them, which
+    /// `T: Send` (required by `Owned`) allows. (`fn() -> T`: the ring is `Sync` and unwind-safe
+    /// like the atomics it is made of.)
+    _own: PhantomData<fn() -> T>,
+}
+
+impl<T: Owned> RunQueue<T> {
     pub(crate) fn new() -> RunQueue<T> {
         RunQueue {
             head: AtomicU32::new(0),
@@ -34,10 +74,11 @@ impl<T> RunQueue<T> {
             buf: (0..N)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
+            _own: PhantomData,
         }
     }
 
-    fn slot(&self, i: u32) -> &AtomicPtr<T> {
+    fn slot(&self, i: u32) -> &AtomicPtr<()> {
         &self.buf[(i % N) as usize]
     }
 
@@ -63,21 +104,20 @@ impl<T> RunQueue<T> {
 
     /// Owner only. Pushes at the tail; when full, returns the task and half the queue so the
     /// caller moves them to the global injector (Go's `runqputslow`).
-    pub(crate) fn push(&self, task: Arc<T>) -> Result<(), Vec<Arc<T>>> {
+    pub(crate) fn push(&self, task: T) -> Result<(), Vec<T>> {
         loop {
             // Acquire: pairs with the Release CAS on head by consumers (their slot reads are done).
             let h = self.head.load(Ordering::Acquire);
             let t = self.tail.load(Ordering::Relaxed); // only we write tail
             if t.wrapping_sub(h) < N {
-                self.slot(t)
-                    .store(Arc::into_raw(task) as *mut T, Ordering::Relaxed);
+                self.slot(t).store(task.into_raw(), Ordering::Relaxed);
                 // Release: publishes the slot write to consumers that load tail with Acquire.
                 self.tail.store(t.wrapping_add(1), Ordering::Release);
                 return Ok(());
             }
             // Full: take half off the head for the injector.
             const HALF: usize = (N / 2) as usize;
-            let mut ptrs = [std::ptr::null_mut::<T>(); HALF];
+            let mut ptrs = [std::ptr::null_mut::<()>(); HALF];
             for (i, p) in ptrs.iter_mut().enumerate() {
                 *p = self.slot(h.wrapping_add(i as u32)).load(Ordering::Relaxed);
             }
@@ -96,7 +136,7 @@ impl<T> RunQueue<T> {
             let mut out = Vec::with_capacity(HALF + 1);
             // SAFETY: the CAS moved these slots out of `head..tail`, transferring their strong
             // counts to us.
-            out.extend(ptrs.iter().map(|&p| unsafe { Arc::from_raw(p) }));
+            out.extend(ptrs.iter().map(|&p| unsafe { T::from_raw(p) }));
             out.push(task);
             return Err(out);
         }
@@ -105,7 +145,7 @@ impl<T> RunQueue<T> {
     /// Owner only. Moves up to `max` tasks from the front of `src` to the tail, as many as
     /// fit, with one publication of `tail` (Go's `globrunqget` refilling `runq`). Returns how
     /// many moved.
-    pub(crate) fn push_from(&self, src: &mut VecDeque<Arc<T>>, max: usize) -> usize {
+    pub(crate) fn push_from(&self, src: &mut VecDeque<T>, max: usize) -> usize {
         // Acquire: pairs with the Release CAS on head by consumers (their slot reads are done).
         let h = self.head.load(Ordering::Acquire);
         let t = self.tail.load(Ordering::Relaxed); // only we write tail
@@ -113,7 +153,7 @@ impl<T> RunQueue<T> {
         let k = max.min(room).min(src.len());
         for (i, task) in src.drain(..k).enumerate() {
             self.slot(t.wrapping_add(i as u32))
-                .store(Arc::into_raw(task) as *mut T, Ordering::Relaxed);
+                .store(task.into_raw(), Ordering::Relaxed);
         }
         // Release: publishes the slot writes to consumers that load tail with Acquire.
         self.tail.store(t.wrapping_add(k as u32), Ordering::Release);
@@ -121,7 +161,7 @@ impl<T> RunQueue<T> {
     }
 
     /// Owner or anyone: pops from the head.
-    pub(crate) fn pop(&self) -> Option<Arc<T>> {
+    pub(crate) fn pop(&self) -> Option<T> {
         loop {
             let h = self.head.load(Ordering::Acquire);
             // Acquire: pairs with the owner's Release store of tail after writing the slot.
@@ -137,14 +177,14 @@ impl<T> RunQueue<T> {
             {
                 // SAFETY: winning the CAS took slot `h` out of `head..tail`; the producer cannot
                 // have overwritten it before head moved, so `p` is the pointer it stored.
-                return Some(unsafe { Arc::from_raw(p) });
+                return Some(unsafe { T::from_raw(p) });
             }
         }
     }
 
     /// Steals about half of `self` (the victim) into `dst` (owned by the caller) and returns
     /// one of the stolen tasks to run at once (Go's `runqsteal`).
-    pub(crate) fn steal_into(&self, dst: &RunQueue<T>) -> Option<Arc<T>> {
+    pub(crate) fn steal_into(&self, dst: &RunQueue<T>) -> Option<T> {
         let dt = dst.tail.load(Ordering::Relaxed); // we own dst
         let dh = dst.head.load(Ordering::Acquire);
         loop {
@@ -160,7 +200,7 @@ impl<T> RunQueue<T> {
             let n = avail - avail / 2;
             let room = N - dt.wrapping_sub(dh);
             let n = n.min(room.max(1));
-            let mut first: *mut T = std::ptr::null_mut();
+            let mut first: *mut () = std::ptr::null_mut();
             for i in 0..n {
                 let p = self.slot(h.wrapping_add(i)).load(Ordering::Relaxed);
                 if i == 0 {
@@ -178,14 +218,14 @@ impl<T> RunQueue<T> {
             }
             // Release: publishes the copied slots (pairs with Acquire loads of dst.tail).
             dst.tail.store(dt.wrapping_add(n - 1), Ordering::Release);
-            // SAFETY: the CAS transferred the strong counts of slots h..h+n to us; n-1 of them
+            // SAFETY: the CAS transferred the elements of slots h..h+n to us; n-1 of them
             // now live in dst's `head..tail`, the first one we return.
-            return Some(unsafe { Arc::from_raw(first) });
+            return Some(unsafe { T::from_raw(first) });
         }
     }
 }
 
-impl<T> Drop for RunQueue<T> {
+impl<T: Owned> Drop for RunQueue<T> {
     fn drop(&mut self) {
         while let Some(t) = self.pop() {
             drop(t);
@@ -221,7 +261,7 @@ mod tests {
         /// Sequential model test against two VecDeques plus an overflow list.
         #[test]
         fn matches_model(ops in proptest::collection::vec(op(), 1..600)) {
-            let qs = [RunQueue::<u64>::new(), RunQueue::<u64>::new()];
+            let qs = [RunQueue::<Arc<u64>>::new(), RunQueue::<Arc<u64>>::new()];
             let mut model = [VecDeque::new(), VecDeque::new()];
             let mut next = 0u64;
             for o in ops {
@@ -278,7 +318,7 @@ mod tests {
     /// exactly once and none leaks (Arc counts).
     #[test]
     fn concurrent_steal_takes_each_once() {
-        let victim = Arc::new(RunQueue::<u64>::new());
+        let victim = Arc::new(RunQueue::<Arc<u64>>::new());
         let done = Arc::new(AtomicBool::new(false));
         let total = 200_000u64;
         let thieves: Vec<_> = (0..2)
@@ -286,7 +326,7 @@ mod tests {
                 let v = victim.clone();
                 let d = done.clone();
                 std::thread::spawn(move || {
-                    let mine = RunQueue::<u64>::new();
+                    let mine = RunQueue::<Arc<u64>>::new();
                     let mut got = Vec::new();
                     loop {
                         let finished = d.load(Ordering::SeqCst);

@@ -19,16 +19,16 @@
 //! instance (the one holding the timer role bounds it by the nearest timer). Before it
 //! sleeps it publishes its state, then re-checks every source of work (see sched/mod.rs for
 //! the ordering argument).
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use super::local::LocalQueue;
 use super::{Shared, WorkerShared};
+use crate::slab::Cache;
 use crate::stack::StackCache;
-use crate::task::{Suspend, Task, NO_OWNER};
+use crate::task::{Suspend, Task, TaskRef, NO_OWNER};
 use crate::timer::nanotime;
 
 mod idle;
@@ -41,8 +41,8 @@ pub(crate) struct WorkerCtx {
     /// `&rt.workers[index]`, cached: the switch path uses it several times.
     w: &'static WorkerShared,
     pub(crate) index: usize,
-    runnext: Cell<Option<Arc<Task>>>,
-    local: LocalQueue<Arc<Task>>,
+    runnext: Cell<Option<TaskRef>>,
+    local: LocalQueue<TaskRef>,
     /// The task being resumed on this thread (null in scheduler code). Points at a task kept
     /// alive by the registry until it finishes.
     current: Cell<*const Task>,
@@ -58,6 +58,8 @@ pub(crate) struct WorkerCtx {
     ids: Cell<(u64, u64)>,
     /// A victim's lone never-run task this worker waits to steal (see worker/steal.rs).
     lone_seen: Cell<LoneSeen>,
+    /// Task-pool cells for this thread's spawns (no lock; see registry.rs).
+    cells: RefCell<Cache<Task>>,
 }
 
 /// Ids a worker reserves at once from `Shared::next_id`.
@@ -114,20 +116,16 @@ pub(crate) fn running_ident() -> *const crate::overflow::CoroIdent {
 }
 
 /// An owned handle to the running task.
-pub(crate) fn current_task_arc() -> Option<Arc<Task>> {
+pub(crate) fn current_task_arc() -> Option<TaskRef> {
     let t = current_task()? as *const Task;
-    // SAFETY: `t` came from `Arc::into_raw`-compatible storage (an `Arc<Task>` held by the
-    // registry keeps the allocation alive), so adding a strong count and materialising an
-    // `Arc` from the pointer is valid.
-    unsafe {
-        Arc::increment_strong_count(t);
-        Some(Arc::from_raw(t))
-    }
+    // SAFETY: every task lives in a task-pool cell, and this one is kept alive by the
+    // registry's `TaskRef` while it runs, so taking one more count from its address is valid.
+    Some(unsafe { TaskRef::clone_raw(t) })
 }
 
 /// Readies `task` on the current thread if it is the owner worker of `rt`.
 #[inline]
-pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Result<(), Arc<Task>> {
+pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: TaskRef) -> Result<(), TaskRef> {
     match ctx() {
         Some(c) if c.index == owner && std::ptr::eq(c.rt, rt) => {
             if let Some(old) = c.runnext.replace(Some(task)) {
@@ -137,6 +135,11 @@ pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: Arc<Task>) -> Res
         }
         _ => Err(task),
     }
+}
+
+/// The calling worker thread's task-pool cells (of whichever runtime), for `registry::insert`.
+pub(crate) fn task_cells() -> Option<&'static RefCell<Cache<Task>>> {
+    ctx().map(|c| &c.cells)
 }
 
 /// A fresh coroutine id of `rt`: from the calling worker's reserved batch when it is one of
@@ -161,7 +164,7 @@ pub(crate) fn next_id(rt: &Shared) -> u64 {
 
 /// Pushes a never-run task on the current worker's ring; Err if the caller is not a worker
 /// of `rt`.
-pub(crate) fn try_spawn_local(rt: &'static Shared, task: Arc<Task>) -> Result<(), Arc<Task>> {
+pub(crate) fn try_spawn_local(rt: &'static Shared, task: TaskRef) -> Result<(), TaskRef> {
     match ctx() {
         Some(c) if std::ptr::eq(c.rt, rt) => {
             if let Err(batch) = c.w.runq.push(task) {
@@ -201,21 +204,24 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         stacks: StackCache::new(&rt.stacks),
         ids: Cell::new((0, 0)),
         lone_seen: Cell::new(None),
+        cells: RefCell::new(Cache::new()),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {
         run_task(c, task);
     }
+    // The context is leaked: hand its unused task cells back to the pool.
+    drop(c.cells.replace(Cache::new()));
     CTX.with(|x| x.set(None));
 }
 
 #[inline(always)]
-fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
+fn run_task(c: &'static WorkerCtx, task: TaskRef) {
     let w = c.w;
     if task.owner.load(Ordering::Relaxed) != c.index && !start_fresh(c, &task) {
         return;
     }
-    c.current.set(Arc::as_ptr(&task));
+    c.current.set(TaskRef::as_ptr(&task));
     // `running_id` is cleared when the worker leaves the fast path (`find_runnable_slow`) or
     // does slower work between coroutines (`start_fresh`, `finish_task`), not after every
     // resume: between two resumes on the fast path the worker runs only the few instructions
@@ -230,11 +236,8 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
     let r = unsafe { task.resume() };
     c.current.set(std::ptr::null());
     match r {
-        // The parked task owns this count from now on; its unparker takes it over (see "the
-        // parked count" in task.rs): no reference-count RMW per park and wake-up.
-        CoroutineResult::Yield(Suspend::Park) => {
-            let _ = Arc::into_raw(task);
-        }
+        // Whoever unparks the task holds its own reference (the waiter word or a clone).
+        CoroutineResult::Yield(Suspend::Park) => {}
         CoroutineResult::Yield(Suspend::Yield) => {
             // The phase stays RUNNING while queued (see the state machine in task.rs).
             c.local.push_back(task);
@@ -247,7 +250,7 @@ fn run_task(c: &'static WorkerCtx, task: Arc<Task>) {
 /// coroutine. False if it could not start (no stack); it is then finished.
 #[cold]
 #[inline(never)]
-fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
+fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
     // Between coroutines (a stack allocation may take a while): see `run_task`.
     c.w.running_id.store(0, Ordering::Relaxed);
     if task.owner.load(Ordering::Relaxed) != NO_OWNER {
@@ -286,6 +289,8 @@ fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
             // closure is never run (no coroutine was built).
             unsafe { task.slot.start(Some(e)) };
             task.finish_unstarted();
+            // SAFETY: every task is spawned through `registry::insert`, and it finishes once.
+            unsafe { crate::registry::release(task) };
             // Only this worker writes its counters (see `switches` in `run_task`).
             let f = &c.w.counters.finished;
             f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -296,11 +301,13 @@ fn start_fresh(c: &'static WorkerCtx, task: &Arc<Task>) -> bool {
 
 #[cold]
 #[inline(never)]
-fn finish_task(c: &'static WorkerCtx, task: Arc<Task>) {
+fn finish_task(c: &'static WorkerCtx, task: TaskRef) {
     c.w.running_id.store(0, Ordering::Relaxed);
     // SAFETY: owner thread, the coroutine just returned.
     let stack = unsafe { task.finish() };
     c.rt.stacks.free(stack, Some(&c.stacks));
+    // SAFETY: every task is spawned through `registry::insert`, and it finishes once.
+    unsafe { crate::registry::release(&task) };
     // Only this worker writes its counters (see `switches` in `run_task`).
     let f = &c.w.counters.finished;
     f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -324,7 +331,7 @@ fn drain_inbox_slow(c: &WorkerCtx) -> bool {
     n > 0
 }
 
-fn pop_local(c: &WorkerCtx) -> Option<Arc<Task>> {
+fn pop_local(c: &WorkerCtx) -> Option<TaskRef> {
     c.local.pop_front()
 }
 
@@ -337,7 +344,7 @@ fn has_runnext(c: &WorkerCtx) -> bool {
 }
 
 /// Takes one task from the injector and moves a batch into our ring (Go's `globrunqget`).
-fn take_injector(c: &WorkerCtx) -> Option<Arc<Task>> {
+fn take_injector(c: &WorkerCtx) -> Option<TaskRef> {
     let rt = c.rt;
     if rt.injector_len.load(Ordering::SeqCst) == 0 {
         return None;
@@ -363,7 +370,7 @@ fn poll_and_timers(c: &'static WorkerCtx) {
     }
 }
 
-fn found(c: &'static WorkerCtx, t: Arc<Task>) -> Option<Arc<Task>> {
+fn found(c: &'static WorkerCtx, t: TaskRef) -> Option<TaskRef> {
     if c.spinning.replace(false) {
         // We stop spinning: if we were the last spinner and work remains, wake another
         // (Go's `resetspinning`).
@@ -381,7 +388,7 @@ const PERIOD: u32 = 61;
 /// inbox and we are not spinning, the next task is `runnext` or the head of the local FIFO.
 /// Everything else (and the order that makes it fair) is in [`find_runnable_slow`].
 #[inline(always)]
-fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
+fn find_runnable(c: &'static WorkerCtx) -> Option<TaskRef> {
     let tick = c.tick.get();
     if tick != 0 && c.w.inbox_len.load(Ordering::SeqCst) == 0 && !c.spinning.get() {
         if let Some(t) = c.runnext.take().or_else(|| c.local.pop_front()) {
@@ -393,7 +400,7 @@ fn find_runnable(c: &'static WorkerCtx) -> Option<Arc<Task>> {
 }
 
 #[inline(never)]
-fn find_runnable_slow(c: &'static WorkerCtx) -> Option<Arc<Task>> {
+fn find_runnable_slow(c: &'static WorkerCtx) -> Option<TaskRef> {
     let rt = c.rt;
     let me = c.w;
     // Out of the switch fast path: no coroutine runs now (see `run_task`).

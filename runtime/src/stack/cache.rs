@@ -1,7 +1,10 @@
 //! A worker's own cache of warm stacks (Go's per-P `stackcache`).
 //!
-//! What: up to [`HIGH_WATER`] freed stacks per size class, kept by one worker so that its
-//! spawn/exit churn reuses warm stacks without taking a lock or an atomic read-modify-write.
+//! What: up to [`HIGH_WATER`] freed stacks per size class, plus the one freed last (`hot`,
+//! of any class), kept by one worker so that its spawn/exit churn reuses warm stacks without
+//! taking a lock or an atomic read-modify-write. A coroutine that runs to completion in one go
+//! gives its stack back right before the next fresh one takes it, so `hot` serves that churn
+//! without the per-class lists (measured: ~70 instructions less per spawn+exit).
 //! The cache lives in the worker's thread-local context; it is `!Sync` (a `RefCell`), so only
 //! the thread that holds it can use it, which is what makes the unlocked fast path sound in
 //! safe code. Other threads, and a worker whose cache is full or empty, go to the pool's locked
@@ -15,7 +18,7 @@
 //! Go counterpart: `p.mcache.stackcache` (`stackcacherefill` / `stackcacherelease` move half
 //! a cache to and from the global pool; ours moves one stack at a time past the high-water
 //! mark, which the monitor's trim then gives back to the OS).
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -27,6 +30,8 @@ pub(crate) struct StackCache<'a> {
     lists: RefCell<ClassLists>,
     /// Stacks held, for `StackPool::stats`; written only by the holder of the cache.
     len: Arc<AtomicUsize>,
+    /// The stack freed last, `(usable, slot base)`, or base 0 for none.
+    hot: Cell<(usize, usize)>,
 }
 
 impl<'a> StackCache<'a> {
@@ -38,11 +43,19 @@ impl<'a> StackCache<'a> {
             pool,
             lists: RefCell::new(Vec::new()),
             len,
+            hot: Cell::new((0, 0)),
         }
     }
 
     /// A cached slot of class `usable`, if any.
+    #[inline]
     pub(super) fn pop(&self, usable: usize) -> Option<usize> {
+        let (u, b) = self.hot.get();
+        if b != 0 && u == usable {
+            self.hot.set((0, 0));
+            self.add_len(-1);
+            return Some(b);
+        }
         let b = class_list(&mut self.lists.borrow_mut(), usable).pop()?;
         self.add_len(-1);
         Some(b)
@@ -50,7 +63,13 @@ impl<'a> StackCache<'a> {
 
     /// Keeps slot `base` of class `usable` unless that class already holds [`HIGH_WATER`];
     /// false if the caller must give it to the pool instead.
+    #[inline]
     pub(super) fn push(&self, usable: usize, base: usize) -> bool {
+        if self.hot.get().1 == 0 {
+            self.hot.set((usable, base));
+            self.add_len(1);
+            return true;
+        }
         let mut lists = self.lists.borrow_mut();
         let list = class_list(&mut lists, usable);
         if list.len() >= HIGH_WATER {
@@ -72,6 +91,10 @@ impl<'a> StackCache<'a> {
 
 impl Drop for StackCache<'_> {
     fn drop(&mut self) {
+        let (usable, base) = self.hot.replace((0, 0));
+        if base != 0 {
+            self.pool.give_back(usable, base);
+        }
         for (usable, bases) in self.lists.get_mut().drain(..) {
             for base in bases {
                 self.pool.give_back(usable, base);

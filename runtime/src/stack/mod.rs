@@ -126,18 +126,25 @@ use guard::{guard_install, guard_mprotect, os_err, register, take_budget, unregi
 
 /// A coroutine stack carved from a [`StackPool`] slab. Give it back with
 /// [`StackPool::free`]; dropping it instead leaks the slot (memory-safe).
+/// 16 bytes (it lives in every started task's header): the top of the stack (corosensei
+/// reads it on every resume), the usable size in pages and the pool id as `u32`.
 #[derive(Debug)]
 pub(crate) struct SlabStack {
-    slot_base: usize,
-    usable: usize,
-    pool_id: usize,
+    top: usize,
+    usable_pages: u32,
+    pool_id: u32,
 }
 
 impl SlabStack {
     /// Usable bytes above the guard.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn usable_size(&self) -> usize {
-        self.usable
+        self.usable_pages as usize * page_size()
+    }
+
+    /// The slot's lowest address (its guard page).
+    fn slot_base(&self) -> usize {
+        self.top - self.usable_size() - page_size()
     }
 }
 
@@ -148,10 +155,10 @@ impl SlabStack {
 // when no stack is in use), which is what corosensei's `Stack` requires.
 unsafe impl corosensei::stack::Stack for SlabStack {
     fn base(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.slot_base + page_size() + self.usable).expect("nonzero")
+        NonZeroUsize::new(self.top).expect("nonzero")
     }
     fn limit(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.slot_base).expect("nonzero")
+        NonZeroUsize::new(self.slot_base()).expect("nonzero")
     }
 }
 
@@ -196,7 +203,8 @@ struct Inner {
 
 /// Stack allocator for one runtime. Send + Sync.
 pub(crate) struct StackPool {
-    id: usize,
+    /// Tells this pool's stacks from others' (a sanity check in `free`).
+    id: u32,
     inner: Mutex<Inner>,
     forced: Option<GuardMode>,
     /// Stacks outside the global lists: in use, or held by a [`StackCache`].
@@ -225,7 +233,9 @@ impl StackPool {
     }
 
     fn build(forced: Option<GuardMode>) -> StackPool {
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+        // Relaxed: a unique-number counter (pairs with nothing); it would wrap only after
+        // four billion pools.
+        static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
         StackPool {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             inner: Mutex::new(Inner {
@@ -267,20 +277,25 @@ impl StackPool {
     ) -> io::Result<SlabStack> {
         let page = page_size();
         if size > MAX_STACK {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("gort: coroutine stack size {size} is too large"),
-            ));
+            return Err(too_large(size));
         }
         let usable = (size.max(MIN_STACK) + page - 1) & !(page - 1);
-        let stack = |slot_base| SlabStack {
-            slot_base,
-            usable,
-            pool_id: self.id,
+        let slot_base = match cache.and_then(|c| self.check_cache(c).pop(usable)) {
+            Some(b) => b,
+            None => self.alloc_global(usable)?,
         };
-        if let Some(b) = cache.and_then(|c| self.check_cache(c).pop(usable)) {
-            return Ok(stack(b));
-        }
+        Ok(SlabStack {
+            top: slot_base + page + usable,
+            // At most MAX_STACK / page pages: fits.
+            usable_pages: (usable / page) as u32,
+            pool_id: self.id,
+        })
+    }
+
+    /// `alloc` past the caller's cache (out of line: keeps the cached path short).
+    #[cold]
+    #[inline(never)]
+    fn alloc_global(&self, usable: usize) -> io::Result<usize> {
         let slot_base = match self.pop_global(usable) {
             Some(b) => b,
             None => match self.carve(usable) {
@@ -298,7 +313,7 @@ impl StackPool {
         };
         // Relaxed: a count; `Drop` reads it with exclusive access (pairs with nothing).
         self.out.fetch_add(1, Ordering::Relaxed);
-        Ok(stack(slot_base))
+        Ok(slot_base)
     }
 
     fn check_cache<'c>(&self, c: &'c StackCache<'_>) -> &'c StackCache<'c> {
@@ -317,6 +332,8 @@ impl StackPool {
     }
 
     /// Puts slot `base` of class `usable` on the global dirty list.
+    #[cold]
+    #[inline(never)]
     fn give_back(&self, usable: usize, base: usize) {
         let mut inner = lock(&self.inner);
         match inner.classes.iter_mut().find(|c| c.usable == usable) {
@@ -402,12 +419,13 @@ impl StackPool {
         if stack.pool_id != self.id {
             crate::overflow::throw("StackPool::free: stack belongs to another pool");
         }
+        let usable = stack.usable_size();
         if let Some(c) = cache {
-            if self.check_cache(c).push(stack.usable, stack.slot_base) {
+            if self.check_cache(c).push(usable, stack.slot_base()) {
                 return;
             }
         }
-        self.give_back(stack.usable, stack.slot_base);
+        self.give_back(usable, stack.slot_base());
     }
 
     /// Gives the pages of global dirty stacks beyond [`GLOBAL_KEEP`] per class that stayed
@@ -463,6 +481,15 @@ impl StackPool {
             guard_mode: inner.mode,
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_large(size: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("gort: coroutine stack size {size} is too large"),
+    )
 }
 
 fn map_region(slot: usize) -> io::Result<Region> {

@@ -24,10 +24,9 @@
 //! slept ~3 µs. Difference: Go can migrate a goroutine later, so its grace is short; here the
 //! first run decides the worker for good, so the grace is longer.
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::{next_rand, WorkerCtx};
-use crate::task::Task;
+use crate::task::TaskRef;
 use crate::timer::nanotime;
 
 /// How long a thief leaves a victim's lone never-run task alone.
@@ -36,7 +35,7 @@ pub(super) const LONE_GRACE_NS: u64 = 200_000;
 /// A victim ring state seen by a thief: (victim, head, tail) and since when (nanotime).
 pub(super) type LoneSeen = Option<((usize, u32, u32), u64)>;
 
-pub(super) fn steal(c: &WorkerCtx) -> Option<Arc<Task>> {
+pub(super) fn steal(c: &WorkerCtx) -> Option<TaskRef> {
     let rt = c.rt;
     let n = rt.nworkers();
     if n == 1 {

@@ -129,14 +129,12 @@ impl Registration {
     /// Waits until the fd may be readable; `Err` if closed (see [`is_closed_error`]) or the
     /// read deadline passed (`TimedOut`). May return `Ok` spuriously: retry the syscall.
     pub fn wait_read(&self) -> io::Result<()> {
-        self.pd.check_err(Mode::Read)?;
         self.ensure_registered()?;
         self.pd.wait(Mode::Read)
     }
 
     /// Waits until the fd may be writable; errors as [`Registration::wait_read`].
     pub fn wait_write(&self) -> io::Result<()> {
-        self.pd.check_err(Mode::Write)?;
         self.ensure_registered()?;
         self.pd.wait(Mode::Write)
     }

@@ -55,7 +55,7 @@ impl<T> Packet<T> {
             // SAFETY: the joiner wrote `waiter` before its CAS to WAITING, which we observed,
             // and never touches it again.
             if let Some(u) = unsafe { (*self.waiter.get()).take() } {
-                u.unpark();
+                u.wake();
             }
         }
     }

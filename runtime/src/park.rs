@@ -46,6 +46,16 @@ impl Unparker {
         }
     }
 
+    /// [`Unparker::unpark`] that consumes the unparker: a coroutine's run queue takes over
+    /// its reference instead of a clone. Use it where the unparker is dropped right after.
+    #[inline]
+    pub fn wake(self) {
+        match self.inner {
+            Inner::Task(t) => TaskRef::unpark_owned(t),
+            Inner::Thread(t) => t.unpark(),
+        }
+    }
+
     /// True if both wake the same coroutine or thread.
     pub fn same_as(&self, other: &Unparker) -> bool {
         match (&self.inner, &other.inner) {

@@ -190,7 +190,7 @@ impl Slot {
             let w = unsafe { mem::replace(&mut *self.waiter.get(), 0) };
             if w != 0 {
                 // SAFETY: `w` came from `Unparker::into_raw` and is decoded once (we cleared it).
-                unsafe { Unparker::from_raw(w) }.unpark();
+                unsafe { Unparker::from_raw(w) }.wake();
             }
         }
     }

@@ -400,10 +400,28 @@ impl Ref<Task> {
     /// Wakes the task: makes a parked task runnable on its owner worker, or leaves a
     /// notification that its next `park` consumes.
     pub(crate) fn unpark(&self) {
+        if self.unpark_transition() {
+            self.rt.ready(self.clone());
+        }
+    }
+
+    /// [`Ref::unpark`] that spends the caller's reference: the run queue gets it instead of a
+    /// clone (no reference-count RMW for the queue, none for dropping the caller's).
+    pub(crate) fn unpark_owned(this: TaskRef) {
+        if this.unpark_transition() {
+            let rt = this.rt;
+            rt.ready(this);
+        }
+    }
+
+    /// The state change of a wake-up; true if the caller moved the task out of `PARKED` and
+    /// must make it runnable.
+    #[inline]
+    fn unpark_transition(&self) -> bool {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             let (new, wake) = match cur & PHASE {
-                DONE => return,
+                DONE => return false,
                 // Straight to RUNNING (see the state machine): the owner needs no RMW to resume.
                 PARKED => (RUNNING, true),
                 // Even when NOTIFIED looks set, confirm with an RMW (`cur -> cur`): the plain
@@ -417,12 +435,7 @@ impl Ref<Task> {
                 .state
                 .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => {
-                    if wake {
-                        self.rt.ready(self.clone());
-                    }
-                    return;
-                }
+                Ok(_) => return wake,
                 Err(s) => cur = s,
             }
         }

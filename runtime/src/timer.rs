@@ -189,7 +189,7 @@ impl TimerHeap {
             }
             n += 1;
             match e.action {
-                TimerAction::Unpark(u) => u.unpark(),
+                TimerAction::Unpark(u) => u.wake(),
                 TimerAction::Call(f) => f(),
             }
         }

@@ -319,7 +319,7 @@ impl PollDesc {
         }
         self.deadline(m).store(-1, Ordering::SeqCst);
         if let Some(u) = self.unblock(m, false) {
-            u.unpark();
+            u.wake();
         }
     }
 
@@ -340,7 +340,7 @@ impl PollDesc {
                 if n <= nanotime() {
                     self.deadline(m).store(-1, Ordering::SeqCst);
                     if let Some(u) = self.unblock(m, false) {
-                        u.unpark();
+                        u.wake();
                     }
                 } else {
                     self.deadline(m).store(n as i64, Ordering::SeqCst);

@@ -153,13 +153,13 @@ impl Poller {
             if bits & r != 0 {
                 if let Some(u) = pd.unblock(Mode::Read, true) {
                     u.prefetch();
-                    u.unpark();
+                    u.wake();
                 }
             }
             if bits & w != 0 {
                 if let Some(u) = pd.unblock(Mode::Write, true) {
                     u.prefetch();
-                    u.unpark();
+                    u.wake();
                 }
             }
         }

@@ -179,7 +179,7 @@ impl Registration {
         let r = self.pd.unblock(Mode::Read, false);
         let w = self.pd.unblock(Mode::Write, false);
         for u in [r, w].into_iter().flatten() {
-            u.unpark();
+            u.wake();
         }
         true
     }

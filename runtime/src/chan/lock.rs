@@ -29,10 +29,11 @@ pub(crate) struct SpinLock<T> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: the value is reached only through a `SpinGuard`, and at most one guard exists at a
-// time (the `locked` flag, taken with an Acquire CAS and released with a Release store, which
-// also orders the accesses of consecutive holders). So sharing the lock only moves access to
-// `T` between threads, one at a time: `T: Send` is enough, as for `std::sync::Mutex`.
+// The value is reached only through a `SpinGuard`, and at most one guard exists at a time
+// (the `locked` flag, taken with an Acquire CAS and released with a Release store, which also
+// orders the accesses of consecutive holders).
+// SAFETY: sharing the lock thus only moves access to `T` between threads, one at a time, so
+// `T: Send` is enough, as for `std::sync::Mutex`.
 unsafe impl<T: Send> Sync for SpinLock<T> {}
 
 /// Exclusive access to the locked value; unlocks on drop. `!Send` and `!Sync` (like

@@ -74,6 +74,16 @@ impl Sock {
         })
     }
 
+    /// [`Sock::new`] for a connected TCP socket (reads take the short-read shortcut of
+    /// [`Fd::new_tcp`]).
+    pub(crate) fn new_tcp(s: Socket) -> io::Result<Sock> {
+        Ok(Sock {
+            fd: Fd::new_tcp(OwnedFd::from(s))?,
+            rto: AtomicU64::new(0),
+            wto: AtomicU64::new(0),
+        })
+    }
+
     pub(crate) fn raw(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
@@ -287,7 +297,11 @@ impl Sock {
     /// A second registered socket on a `dup` of this one (std's `try_clone`).
     pub(crate) fn try_clone(&self) -> io::Result<Sock> {
         let s = self.opt(|s| s.try_clone()).map_err(|e| syscall("dup", e))?;
-        Sock::new(s)
+        if self.fd.is_tcp() {
+            Sock::new_tcp(s)
+        } else {
+            Sock::new(s)
+        }
     }
 }
 

@@ -65,7 +65,7 @@ impl TcpListener {
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (s, peer) = self.sock.accept().map_err(|e| self.err("accept", e))?;
         let raddr = sa(&peer);
-        let sock = Sock::new(s).map_err(|e| self.err("accept", e))?;
+        let sock = Sock::new_tcp(s).map_err(|e| self.err("accept", e))?;
         let laddr = sock.local().ok().and_then(|a| sa(&a));
         let peer = raddr.unwrap_or(self.laddr);
         Ok((TcpStream { sock, laddr, raddr }, peer))
@@ -158,7 +158,7 @@ impl TcpStream {
             s.bind(&l.into())
                 .map_err(|e| err(crate::error::syscall("bind", e)))?;
         }
-        let sock = Sock::new(s).map_err(err)?;
+        let sock = Sock::new_tcp(s).map_err(err)?;
         sock.connect(&addr.into(), deadline).map_err(err)?;
         let laddr = sock.local().ok().and_then(|a| sa(&a));
         let stream = TcpStream {

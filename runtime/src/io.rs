@@ -14,8 +14,20 @@
 //! Deadlines (as the gort issue asks, unlike Go's `prepareRead`): the syscall is always tried
 //! first, so data already in the kernel is returned after a deadline; the deadline fails only
 //! an operation that would wait.
+//!
+//! Short reads on TCP streams ([`Fd::new_tcp`]; Go has no counterpart, tokio does the same):
+//! a read that returned fewer bytes than asked emptied the receive queue, so the next read
+//! waits for a new readiness edge before its syscall instead of making one that fails with
+//! `EAGAIN` (a request/response connection then costs two syscalls per round trip, not
+//! three). Invariant: readiness is consumed before the read syscall, and every byte that
+//! arrives after that raises an edge. A short read proves nothing once the descriptor
+//! reported urgent data, end of input or an error (the read stopped at the urgent mark, or a
+//! pending EOF/error comes next, with no edge to follow), so the poller's sticky flag turns
+//! the shortcut off (`Registration::short_read_drains`). Waits on a pending deadline or close
+//! fall back to the syscall first, so the deadline rule above still holds.
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::fdmutex::{Closed, FdMutex, Kind};
@@ -29,6 +41,16 @@ pub struct Fd {
     /// Sockets are written with `send(MSG_NOSIGNAL)`: a write to a closed peer is an
     /// `EPIPE` error, never a SIGPIPE that kills the process.
     is_socket: bool,
+    /// A TCP stream ([`Fd::new_tcp`]): a read that returns fewer bytes than asked emptied the
+    /// receive queue (until urgent data, EOF or an error shows up, see
+    /// `Registration::short_read_drains`).
+    short_read_drains: bool,
+    /// The last read was short on a `short_read_drains` fd: the next read waits for a new
+    /// readiness edge before its syscall instead of making one that fails with `EAGAIN`
+    /// (one syscall fewer per request/response round trip; tokio does the same). Only
+    /// touched under the read lock, whose acquire/release orders successive readers, so
+    /// Relaxed accesses suffice.
+    drained: AtomicBool,
 }
 
 /// Holds a read, write or plain reference on an [`Fd`]; released on drop.
@@ -137,7 +159,26 @@ impl Fd {
             reg,
             mu: FdMutex::default(),
             is_socket,
+            short_read_drains: false,
+            drained: AtomicBool::new(false),
         })
+    }
+
+    /// Like [`Fd::new`], for a connected TCP socket. A read on it that returns fewer bytes
+    /// than asked proves the kernel's receive queue was empty, so the next read parks until
+    /// new data raises a readiness edge instead of first making a syscall that would fail
+    /// with `EAGAIN`. Do not use it for other descriptors: a UDP read returns one datagram,
+    /// a Unix stream read stops at credential and descriptor boundaries, and a tty read stops
+    /// at a line end, each with bytes left behind and no new edge to come.
+    pub fn new_tcp(fd: OwnedFd) -> io::Result<Fd> {
+        let mut f = Fd::new(fd)?;
+        f.short_read_drains = f.is_socket;
+        Ok(f)
+    }
+
+    /// True for an fd made by [`Fd::new_tcp`].
+    pub fn is_tcp(&self) -> bool {
+        self.short_read_drains
     }
 
     /// A non-blocking, close-on-exec pipe: (read end, write end).
@@ -212,6 +253,12 @@ impl Fd {
     /// Runs a read-side syscall `f` under the read lock, parking on `EAGAIN` until readable.
     pub fn read_with<R>(&self, mut f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
         let _g = self.lock_read()?;
+        // `f` may peek or read records, and its waits consume readiness: the drained hint of
+        // the last plain read no longer describes the queue.
+        // Relaxed: under the read lock (see `drained`).
+        if self.drained.load(Ordering::Relaxed) {
+            self.drained.store(false, Ordering::Relaxed);
+        }
         loop {
             match f(self.fd) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.wait_read()?,
@@ -239,15 +286,45 @@ impl Fd {
             let _g = self.incref()?;
             return Ok(0);
         }
-        self.read_with(|fd| {
+        let len = buf.len();
+        self.read_stream(len, |fd| {
             // SAFETY: `buf` is valid for `buf.len()` writable bytes.
-            cvt_isize(unsafe { sys_read(fd, buf.as_mut_ptr(), buf.len()) })
+            cvt_isize(unsafe { sys_read(fd, buf.as_mut_ptr(), len) })
         })
+    }
+
+    /// A plain read of up to `len` bytes by `f`, with the short-read shortcut (see
+    /// `drained`) on TCP sockets.
+    fn read_stream(
+        &self,
+        len: usize,
+        mut f: impl FnMut(RawFd) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let _g = self.lock_read()?;
+        // Relaxed: under the read lock (see `drained`).
+        if self.drained.load(Ordering::Relaxed) {
+            self.drained.store(false, Ordering::Relaxed);
+            self.reg.wait_read_drained()?;
+        }
+        loop {
+            match f(self.fd) {
+                Ok(n) => {
+                    if self.short_read_drains && n > 0 && n < len && self.reg.short_read_drains() {
+                        self.drained.store(true, Ordering::Relaxed);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.wait_read()?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Vectored read.
     pub fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.read_with(|fd| {
+        let len = bufs.iter().take(1024).map(|b| b.len()).sum();
+        self.read_stream(len, |fd| {
             // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix (documented by std),
             // and each slice is valid for writes of its length.
             cvt_isize(unsafe {

@@ -91,6 +91,12 @@ pub(crate) struct PollDesc {
     pub(super) rg: AtomicUsize,
     pub(super) wg: AtomicUsize,
     pub(super) closing: AtomicBool,
+    /// Sticky: an event reported urgent data, end of input, a hang-up or an error
+    /// (`EPOLLPRI`, `EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`) since registration. A TCP read then
+    /// may return fewer bytes than asked while the next read would not block (it stops at the
+    /// urgent mark, and a pending EOF or error comes after the data), so the short-read
+    /// shortcut of `Fd` (see `Registration::wait_read_drained`) is off from then on.
+    pub(super) short_read_unreliable: AtomicBool,
     /// Deadlines: 0 none, -1 expired, > 0 nanotime.
     pub(super) rd: AtomicI64,
     pub(super) wd: AtomicI64,
@@ -178,6 +184,7 @@ impl PollDesc {
             rg: AtomicUsize::new(NIL),
             wg: AtomicUsize::new(NIL),
             closing: AtomicBool::new(false),
+            short_read_unreliable: AtomicBool::new(false),
             rd: AtomicI64::new(0),
             wd: AtomicI64::new(0),
             rseq: AtomicU64::new(0),
@@ -248,8 +255,15 @@ impl PollDesc {
     }
 
     /// Go's `netpollblock` + `poll_runtime_pollWait`: waits until ready, closed or timed out.
-    pub(super) fn wait(&self, m: Mode) -> io::Result<()> {
-        self.check_err(m)?;
+    ///
+    /// With `drained` (the caller knows the last syscall left nothing to read, and so skipped
+    /// the one that would fail with `EAGAIN`), an error that is already pending when the wait
+    /// starts returns `Ok` instead, so that the caller tries its syscall once first: data
+    /// that arrived before a deadline passed is still returned, as without the shortcut.
+    pub(super) fn wait(&self, m: Mode, drained: bool) -> io::Result<()> {
+        if let Err(e) = self.check_err(m) {
+            return if drained { Ok(()) } else { Err(e) };
+        }
         let slot = self.slot(m);
         let me;
         loop {
@@ -289,7 +303,7 @@ impl PollDesc {
             {
                 // SAFETY: we removed our own word from the slot; nobody else decodes it.
                 drop(unsafe { Unparker::from_raw(me) });
-                return self.check_err(m);
+                return if drained { Ok(()) } else { self.check_err(m) };
             }
             if slot.load(Ordering::SeqCst) != me {
                 break;

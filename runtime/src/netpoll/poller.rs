@@ -145,7 +145,18 @@ impl Poller {
             if pd.gen.load(Ordering::SeqCst) != data as u32 {
                 continue; // stale event for a closed (maybe reused) descriptor
             }
-            let r = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            let ending =
+                (libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            if bits & ending != 0 {
+                // Before the read slot's READY store, which the reader's consuming CAS
+                // reads (SeqCst both): a reader that saw this event sees the flag.
+                pd.short_read_unreliable.store(true, Ordering::SeqCst);
+            }
+            let r = (libc::EPOLLIN
+                | libc::EPOLLPRI
+                | libc::EPOLLRDHUP
+                | libc::EPOLLHUP
+                | libc::EPOLLERR) as u32;
             let w = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             // Unparking here, lock held, is fine: it only queues the task (on this thread's
             // local queue when we are its worker, else in its owner's inbox with a wake-up),

@@ -39,6 +39,7 @@ impl Registration {
         let pd = slab().alloc()?;
         let gen = pd.gen.load(Ordering::SeqCst);
         pd.closing.store(false, Ordering::SeqCst);
+        pd.short_read_unreliable.store(false, Ordering::SeqCst);
         pd.rd.store(0, Ordering::SeqCst);
         pd.wd.store(0, Ordering::SeqCst);
         pd.rg.store(NIL, Ordering::SeqCst);
@@ -80,7 +81,11 @@ impl Registration {
         }
         let poller = &self.rt.workers[me].poller;
         let mut e = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            events: (libc::EPOLLIN
+                | libc::EPOLLOUT
+                | libc::EPOLLRDHUP
+                | libc::EPOLLPRI
+                | libc::EPOLLET) as u32,
             u64: ((self.pd.index as u64) << 32) | self.gen as u64,
         };
         // SAFETY: valid epoll fd and event pointer; `fd` validity is the caller's business
@@ -130,13 +135,40 @@ impl Registration {
     /// read deadline passed (`TimedOut`). May return `Ok` spuriously: retry the syscall.
     pub fn wait_read(&self) -> io::Result<()> {
         self.ensure_registered()?;
-        self.pd.wait(Mode::Read)
+        self.pd.wait(Mode::Read, false)
+    }
+
+    /// Like [`Registration::wait_read`], for a caller whose last read syscall drained the
+    /// receive queue (a TCP read that returned fewer bytes than asked) and that skips the
+    /// syscall that would now fail with `EAGAIN` (tokio does the same). Readiness consumed by
+    /// an earlier wait came before that drained read, so any byte that arrives after it
+    /// raises a new edge and wakes this wait: returning here means "try the syscall".
+    ///
+    /// If the descriptor is already closed or past its read deadline, returns `Ok` at once
+    /// so that the syscall is tried first (bytes already in the kernel are still returned
+    /// after a deadline; the following wait reports the error). Waking from a close or a
+    /// deadline while parked is an error, as for `wait_read`.
+    pub fn wait_read_drained(&self) -> io::Result<()> {
+        self.ensure_registered()?;
+        self.pd.wait(Mode::Read, true)
+    }
+
+    /// True while a short read still proves the receive queue empty: no event so far
+    /// reported urgent data, end of input, a hang-up or an error. After one did, a TCP read
+    /// may stop short (at the urgent mark, or before a pending EOF or error) although the
+    /// next read would not block, and that condition raises no new readiness edge.
+    ///
+    /// The poller sets the flag before it publishes the event's readiness, and a reader
+    /// consumes readiness before its read syscall, so a reader whose short read came after
+    /// such an event either sees the flag or finds that readiness still pending.
+    pub fn short_read_drains(&self) -> bool {
+        !self.pd.short_read_unreliable.load(Ordering::SeqCst)
     }
 
     /// Waits until the fd may be writable; errors as [`Registration::wait_read`].
     pub fn wait_write(&self) -> io::Result<()> {
         self.ensure_registered()?;
-        self.pd.wait(Mode::Write)
+        self.pd.wait(Mode::Write, false)
     }
 
     /// `Err` if closed or the read deadline has passed (check before a syscall that may

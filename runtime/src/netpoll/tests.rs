@@ -52,7 +52,7 @@ fn no_lost_wakeups_between_waiter_and_notifier() {
     let c2 = count.clone();
     let waiter = std::thread::spawn(move || {
         for _ in 0..rounds {
-            pd.wait(Mode::Read).unwrap();
+            pd.wait(Mode::Read, false).unwrap();
             c2.fetch_add(1, Ordering::SeqCst);
         }
     });
@@ -76,12 +76,43 @@ fn no_lost_wakeups_between_waiter_and_notifier() {
 #[test]
 fn close_fails_waiters() {
     let pd = leaked();
-    let t = std::thread::spawn(move || pd.wait(Mode::Write));
+    let t = std::thread::spawn(move || pd.wait(Mode::Write, false));
     std::thread::sleep(Duration::from_millis(10));
     pd.closing.store(true, Ordering::SeqCst);
     if let Some(u) = pd.unblock(Mode::Write, false) {
         u.unpark();
     }
     assert!(is_closed_error(&t.join().unwrap().unwrap_err()));
-    assert!(is_closed_error(&pd.wait(Mode::Read).unwrap_err()));
+    assert!(is_closed_error(&pd.wait(Mode::Read, false).unwrap_err()));
+}
+
+/// A drained wait (the caller skipped the syscall that would fail with `EAGAIN`) returns `Ok`
+/// when an error is already pending, so the caller's syscall runs first; a close while it is
+/// parked wakes it (with the error, or with `Ok` if the close raced its parking: either way
+/// the caller's next syscall and wait report the close).
+#[test]
+fn drained_wait_defers_pending_errors_to_the_syscall() {
+    let pd = leaked();
+    let t = std::thread::spawn(move || pd.wait(Mode::Read, true));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pd.rg.load(Ordering::SeqCst) == NIL {
+        assert!(Instant::now() < deadline, "waiter never installed itself");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(10));
+    pd.closing.store(true, Ordering::SeqCst);
+    if let Some(u) = pd.unblock(Mode::Read, false) {
+        u.unpark();
+    }
+    match t.join().unwrap() {
+        Ok(()) => {}
+        Err(e) => assert!(is_closed_error(&e), "{e}"),
+    }
+    assert!(pd.wait(Mode::Read, true).is_ok());
+    assert!(is_closed_error(&pd.wait(Mode::Read, false).unwrap_err()));
+    // Readiness that arrived before the wait is consumed without parking.
+    let pd = leaked();
+    assert!(pd.unblock(Mode::Read, true).is_none());
+    assert!(pd.wait(Mode::Read, true).is_ok());
+    assert_eq!(pd.rg.load(Ordering::SeqCst), NIL);
 }

@@ -6,6 +6,13 @@
 //! cell of the task pool ([`TaskRef`], slab.rs), which goes back to the pool, to be reused by a
 //! later spawn, once nothing references it.
 //!
+//! The header is kept to 120 bytes (a 128-byte cell; every byte counts because a `JoinHandle`
+//! keeps it alive after the coroutine finished, and a burst of spawns pays mostly for fresh
+//! pages): what only a started task needs and only its owner thread touches (the corosensei
+//! coroutine, its stack and its yielder: [`Ext`]) lives in the top bytes of the task's own stack
+//! slot, recycled hot with the stack; the name is a thin box, and the birth time and stack
+//! size are `u32`s.
+//!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
 //! - `RUNNABLE` is the phase of a task that never ran; the owner worker moves it to `RUNNING`
@@ -30,7 +37,6 @@
 //! impls below. A task dropped while suspended leaks its stack instead of unwinding it on a
 //! foreign thread.
 use std::cell::{Cell, UnsafeCell};
-use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -39,7 +45,7 @@ use crate::overflow::{self, CoroIdent};
 use crate::sched::Shared;
 use crate::slab::{Pool, Pooled, Ref};
 use crate::slot::Slot;
-use crate::stack::SlabStack;
+use crate::stack::{SlabStack, StackView, EXT_BYTES};
 
 /// Why a coroutine handed control back to its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,14 +56,45 @@ pub(crate) enum Suspend {
     Park,
 }
 
-pub(crate) type Coro = Coroutine<(), Suspend, (), SlabStack>;
+pub(crate) type Coro = Coroutine<(), Suspend, (), StackView>;
 
-enum Body {
-    /// Never run (the closure is in `Task::slot`): when the spawn had to check the stack
-    /// budget eagerly, a stack allocated at spawn time.
-    Fresh(Option<SlabStack>),
-    Started(Coro),
-    Finished,
+/// The run-time half of a task, owner-thread-only: kept in the top `EXT_BYTES` of the task's
+/// own stack slot (`SlabStack::ext_addr`), not in the task header. So the header, which a
+/// `JoinHandle` keeps alive after the coroutine finished, is 56 bytes smaller (a million
+/// kept handles touch ~55 MB less fresh memory, and page faults are what a burst of spawns
+/// mostly costs), and this half is recycled hot with the stack.
+struct Ext {
+    /// The coroutine, built on a view of `stack`; `None` while the task has not started
+    /// (only when the spawn allocated the stack eagerly: the guard budget was spent).
+    coro: UnsafeCell<Option<Coro>>,
+    /// The stack the area lies in: given back by `Task::finish` once `coro` is done.
+    stack: SlabStack,
+    /// The coroutine's yielder, set when it first runs.
+    yielder: Cell<*const Yielder<(), Suspend>>,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<Ext>() <= EXT_BYTES
+        && std::mem::align_of::<Ext>() <= 64
+        && EXT_BYTES % 64 == 0,
+    "task::Ext must fit the top of a stack slot"
+);
+
+/// Writes an `Ext` holding `stack` (and `coro`, built on a view of it) in the area at the top
+/// of `stack`'s slot.
+fn new_ext(stack: SlabStack, coro: Option<Coro>) -> *mut Ext {
+    let at = stack.ext_addr() as *mut Ext;
+    // SAFETY: `at` is the `EXT_BYTES` area at the top of `stack`'s slot: mapped, aligned for
+    // `Ext` (checked above) and used by nothing else (the coroutine's frames lie below it);
+    // the stack moves into the `Ext`, so the area lives as long as the `Ext` does.
+    unsafe {
+        at.write(Ext {
+            coro: UnsafeCell::new(coro),
+            stack,
+            yielder: Cell::new(std::ptr::null()),
+        })
+    };
+    at
 }
 
 const PHASE: u8 = 0b011;
@@ -147,34 +184,41 @@ pub(crate) fn prefetch(addr: usize) {
     let _ = addr;
 }
 
-/// One coroutine and its scheduling header.
+/// One coroutine and its scheduling header (120 bytes: a pool cell of 128).
 pub(crate) struct Task {
     pub(crate) ident: CoroIdent,
     pub(crate) rt: &'static Shared,
-    /// `nanotime` at spawn, from the coarse clock (see `Shared::coarse_clock`).
-    pub(crate) born: u64,
-    pub(crate) stack_size: usize,
     state: AtomicU8,
     wait: AtomicU8,
     /// Owning worker; written once by the first worker to run the task (before the resume
     /// that makes it observable as `RUNNING`), read by unparkers after they observed `PARKED`.
     pub(crate) owner: Owner,
-    /// Owner-thread-only once started (see the `Send` impl).
-    body: UnsafeCell<Body>,
-    /// Owner-thread-only: the coroutine's yielder, set when it first runs.
-    yielder: Cell<*const Yielder<(), Suspend>>,
+    /// Requested usable stack size in KiB, rounded up (saturated: a size past `u32::MAX` KiB
+    /// is past the pool's limit too, so the allocation still fails as too large).
+    stack_kib: u32,
+    /// Spawn time: `Shared::coarse_clock - Shared::epoch` in units of [`BORN_UNIT`] ns
+    /// (saturated), see [`BORN_SHIFT`] and [`Task::born`].
+    born: u32,
+    /// Owner-thread-only: the run-time half in the task's stack slot (see [`Ext`]); null
+    /// before the first run (unless the spawn allocated the stack) and after the finish.
+    ext: Cell<*mut Ext>,
     /// The spawn closure, then the result for the `JoinHandle` (one allocation per spawn).
     pub(crate) slot: Slot,
     /// Roughly the stack pointer at the last park (a hint for `prefetch_stack`; 0: none).
     park_sp: AtomicUsize,
 }
 
-// The only non-thread-safe fields are `body` and `yielder`. Both are accessed only by
-// `Task::take_fresh`, `Task::install`, `Task::resume`, `Task::finish*`, `Task::suspend` and
-// `Task::set_yielder`, which the scheduler calls only on the thread of the task's owner worker,
-// and only while the worker holds the task (popped from its own queues) or while the task runs
-// on that thread. Before the first resume the body is `Body::Fresh`: a `Send` stack, and the
-// slot holds the `Send` closure (spawn requires it), so moving an unstarted task between threads
+/// `Task::born` counts units of 2^24 ns (~17 ms, finer than the coarse clock's ~50 ms
+/// staleness); a `u32` of them spans two years.
+const BORN_SHIFT: u32 = 24;
+
+// The only non-thread-safe field is `ext` (and the `Ext` it points to). It is accessed only by
+// `Task::new` (before the task is shared), `Task::take_fresh`, `Task::install`,
+// `Task::resume`, `Task::finish`, `Task::suspend`, `Task::set_yielder` and `Drop` (`&mut`),
+// which the scheduler calls only on the thread of the task's owner worker, and only while the
+// worker holds the task (popped from its own queues) or while the task runs on that thread.
+// Before the first resume `ext` is null or holds only a `Send` stack (no coroutine), and the slot
+// holds the `Send` closure (spawn requires it), so moving an unstarted task between threads
 // (stealing) moves only `Send` data. Once started, a task is
 // pinned (`owner` never changes), so thread-locals and `!Send` guards held across a park stay
 // on the thread that created them. `Drop` never unwinds a suspended coroutine (it leaks it).
@@ -195,20 +239,34 @@ impl Task {
         slot: Slot,
         stack: Option<SlabStack>,
     ) -> Task {
+        let ext = match stack {
+            None => std::ptr::null_mut(),
+            Some(s) => new_ext(s, None),
+        };
+        // Relaxed: a timestamp; it publishes no other data (pairs with nothing).
+        let now = rt.coarse_clock.load(Ordering::Relaxed);
         Task {
             ident,
             rt,
-            // Relaxed: a timestamp; it publishes no other data (pairs with nothing).
-            born: rt.coarse_clock.load(Ordering::Relaxed),
-            stack_size,
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),
             owner: Owner(AtomicU32::new(u32::MAX)),
-            body: UnsafeCell::new(Body::Fresh(stack)),
-            yielder: Cell::new(std::ptr::null()),
+            stack_kib: u32::try_from(stack_size.div_ceil(1024)).unwrap_or(u32::MAX),
+            born: u32::try_from(now.saturating_sub(rt.epoch) >> BORN_SHIFT).unwrap_or(u32::MAX),
+            ext: Cell::new(ext),
             slot,
             park_sp: AtomicUsize::new(0),
         }
+    }
+
+    /// Requested usable stack size in bytes (a KiB multiple; the pool rounds it up to pages).
+    pub(crate) fn stack_size(&self) -> usize {
+        (self.stack_kib as usize) << 10
+    }
+
+    /// `nanotime` at spawn, within 2^[`BORN_SHIFT`] ns (and the coarse clock's staleness).
+    pub(crate) fn born(&self) -> u64 {
+        self.rt.epoch + ((self.born as u64) << BORN_SHIFT)
     }
 
     pub(crate) fn phase(&self) -> u8 {
@@ -219,36 +277,47 @@ impl Task {
         WaitReason::from_u8(self.wait.load(Ordering::Relaxed))
     }
 
-    /// Claims a never-run task: `Some` (with any preallocated stack) exactly once, after
-    /// which the caller starts `slot` (see `Slot::start`).
+    /// Claims a never-run task's stack, if the spawn allocated one; afterwards the caller
+    /// builds the coroutine ([`Task::install`]) or gives up, and starts `slot` (see
+    /// `Slot::start`). (That this happens once per task is `start_fresh`'s `owner` check.)
     ///
     /// # Safety
     /// Owner thread only (the worker that just claimed the task), before the first resume.
-    pub(crate) unsafe fn take_fresh(&self) -> Option<Option<SlabStack>> {
-        // SAFETY: caller contract: no other reference to the body exists.
-        let body = unsafe { &mut *self.body.get() };
-        match std::mem::replace(body, Body::Finished) {
-            Body::Fresh(s) => Some(s),
-            other => {
-                *body = other;
-                None
+    pub(crate) unsafe fn take_fresh(&self) -> Option<SlabStack> {
+        let ext = self.ext.replace(std::ptr::null_mut());
+        if ext.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null `ext` points to a live `Ext` (from `new`) that only the owner
+        // thread, the caller, touches; clearing the pointer makes this its only read.
+        unsafe {
+            if (*(*ext).coro.get()).is_some() {
+                overflow::throw("Task::take_fresh: task already started");
             }
+            Some(std::ptr::read(&(*ext).stack))
         }
     }
 
-    /// Installs the coroutine built for a fresh task.
+    /// Builds the coroutine of a fresh task on `stack` (running `body`) and installs it, with
+    /// the stack, in the top of the stack's slot.
     ///
     /// # Safety
     /// Owner thread only, right after `take_fresh`.
-    pub(crate) unsafe fn install(&self, coro: Coro) {
-        // SAFETY: caller contract: no other reference to the body exists.
-        unsafe { *self.body.get() = Body::Started(coro) };
+    pub(crate) unsafe fn install<F>(&self, stack: SlabStack, body: F)
+    where
+        F: FnOnce(&Yielder<(), Suspend>, ()) + 'static,
+    {
+        // SAFETY: the `Ext` keeps `stack` next to the coroutine, and `finish` (or `Drop`)
+        // gives the stack back only once the coroutine is done (or leaks both).
+        let coro = Coroutine::with_stack(unsafe { stack.view() }, body);
+        self.ext.set(new_ext(stack, Some(coro)));
     }
 
     /// Resumes the coroutine on the owner thread.
     ///
     /// # Safety
     /// Must be called on the owner worker's thread, after `install`, never re-entrantly.
+    #[inline]
     pub(crate) unsafe fn resume(&self) -> CoroutineResult<Suspend, ()> {
         // First run only: phase RUNNABLE (0) -> RUNNING (1), keeping NOTIFIED (an unparker may
         // set it concurrently, hence an RMW). A woken task is already RUNNING: the Acquire load
@@ -258,12 +327,15 @@ impl Task {
             self.state.fetch_or(RUNNING, Ordering::AcqRel);
         }
         // (The overflow handler names the coroutine through the worker's current task.)
+        let ext = self.ext.get();
+        if ext.is_null() {
+            overflow::throw("Task::resume: task not started or finished");
+        }
         // SAFETY: the caller guarantees we are on the owner thread and not re-entrant, so no
-        // other reference to the body exists.
-        let body = unsafe { &mut *self.body.get() };
-        match body {
-            Body::Started(c) => c.resume(()),
-            _ => overflow::throw("Task::resume: task not started or finished"),
+        // other reference to the coroutine exists (it touches only `yielder` itself).
+        match unsafe { &mut *(*ext).coro.get() } {
+            Some(c) => c.resume(()),
+            None => overflow::throw("Task::resume: task not started"),
         }
     }
 
@@ -273,11 +345,19 @@ impl Task {
     /// Owner thread only, after `resume` returned `CoroutineResult::Return`.
     pub(crate) unsafe fn finish(&self) -> SlabStack {
         self.state.store(DONE, Ordering::Release);
-        // SAFETY: owner thread, coroutine finished and not running (caller's contract).
-        let body = unsafe { &mut *self.body.get() };
-        match std::mem::replace(body, Body::Finished) {
-            Body::Started(c) => c.into_stack(),
-            _ => overflow::throw("Task::finish: no coroutine"),
+        let ext = self.ext.replace(std::ptr::null_mut());
+        if ext.is_null() {
+            overflow::throw("Task::finish: no coroutine");
+        }
+        // SAFETY: owner thread, coroutine finished and not running (caller's contract). A
+        // done coroutine owns nothing (its view of the stack borrows nothing), so it is left in
+        // place, never dropped, and the stack is moved out once (the pointer is cleared).
+        unsafe {
+            match &*(*ext).coro.get() {
+                Some(c) if c.done() => {}
+                _ => overflow::throw("Task::finish: coroutine not done"),
+            }
+            std::ptr::read(&(*ext).stack)
         }
     }
 
@@ -288,14 +368,27 @@ impl Task {
 
     /// Called by the coroutine body on its first run.
     pub(crate) fn set_yielder(&self, y: &Yielder<(), Suspend>) {
-        self.yielder.set(y as *const _);
+        let ext = self.ext.get();
+        if ext.is_null() {
+            overflow::throw("Task::set_yielder: task not started");
+        }
+        // SAFETY: the running coroutine (on the owner thread) calls this after `install`; the
+        // `Ext` lives until `finish`, after the coroutine returned.
+        unsafe { (*ext).yielder.set(y as *const _) };
     }
 
     /// Suspends the running coroutine (which must be `self`) back to its worker. Inlined:
     /// frames live across the switch cost mispredicted returns (see `spawn::yield_now`).
     #[inline]
     fn suspend(&self, why: Suspend) {
-        let y = self.yielder.get();
+        let ext = self.ext.get();
+        let y = if ext.is_null() {
+            std::ptr::null()
+        } else {
+            // SAFETY: callers reach here only through `current_task`, inside the running
+            // coroutine of `self` on its owner thread, so `ext` points to its live `Ext`.
+            unsafe { (*ext).yielder.get() }
+        };
         if y.is_null() {
             overflow::throw("Task::suspend: coroutine has no yielder");
         }
@@ -449,12 +542,33 @@ fn bump(c: &std::sync::atomic::AtomicU64) {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        if let Body::Started(c) = std::mem::replace(self.body.get_mut(), Body::Finished) {
+        let ext = *self.ext.get_mut();
+        if ext.is_null() {
+            return;
+        }
+        // SAFETY: `&mut self`: nobody else reaches the `Ext`, live since `new`/`install`.
+        let coro = unsafe { &mut *(*ext).coro.get() };
+        if let Some(c) = coro {
             if c.started() && !c.done() {
                 // A suspended coroutine dropped (blocked forever, or runtime shut down):
-                // unwinding it here could run its destructors on a foreign thread, so leak it.
-                let _ = ManuallyDrop::new(c);
+                // unwinding it here could run its destructors on a foreign thread, so leak it
+                // (and its stack).
+                return;
             }
         }
+        // Not started: dropping it drops its closure, on the stack, which is still ours. The
+        // stack itself is then leaked (dropping a `SlabStack` leaks its slot: memory-safe).
+        drop(coro.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The header stays two cache lines per pool cell (with the cell's count): every byte of
+    /// it is fresh memory a million kept `JoinHandle`s touch.
+    #[test]
+    fn header_fits_two_cache_lines() {
+        assert!(std::mem::size_of::<super::Task>() <= 120);
+        assert!(std::mem::size_of::<super::Ext>() <= crate::stack::EXT_BYTES);
     }
 }

@@ -39,9 +39,15 @@
 
 use std::io;
 use std::num::NonZeroUsize;
+
+use corosensei::stack::Stack as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Bytes at the top of every slot kept out of the coroutine's stack: the started task's
+/// run-time header lives there (`task::Ext`: its coroutine handle and yielder), so that the
+/// task header proper stays small and that memory is recycled with the stack.
+pub(crate) const EXT_BYTES: usize = 64;
 /// Smallest usable stack size handed out.
 pub(crate) const MIN_STACK: usize = 16 * 1024;
 /// Usable stack size used when the user does not ask for one.
@@ -125,7 +131,8 @@ use guard::{guard_install, guard_mprotect, os_err, register, take_budget, unregi
 // ---- Pool ---------------------------------------------------------------------------
 
 /// A coroutine stack carved from a [`StackPool`] slab. Give it back with
-/// [`StackPool::free`]; dropping it instead leaks the slot (memory-safe).
+/// [`StackPool::free`]; dropping it instead leaks the slot (memory-safe). The coroutine gets
+/// the usable bytes minus the top [`EXT_BYTES`] (see [`SlabStack::ext_addr`]).
 /// 16 bytes (it lives in every started task's header): the top of the stack (corosensei
 /// reads it on every resume), the usable size in pages and the pool id as `u32`.
 #[derive(Debug)]
@@ -142,6 +149,14 @@ impl SlabStack {
         self.usable_pages as usize * page_size()
     }
 
+    /// The address of the [`EXT_BYTES`] above the coroutine's stack (see there): 64-aligned,
+    /// inside the slot, mapped read-write while the stack is out, and never touched by the
+    /// coroutine's frames (corosensei's `base` is below it).
+    #[inline]
+    pub(crate) fn ext_addr(&self) -> usize {
+        self.top - EXT_BYTES
+    }
+
     /// The slot's lowest address (its guard page).
     fn slot_base(&self) -> usize {
         self.top - self.usable_size() - page_size()
@@ -149,16 +164,52 @@ impl SlabStack {
 }
 
 // `limit` is the slot's lowest address and includes the guard page, installed before the
-// stack was handed out; `base` is `limit + page + usable` with `usable` >= MIN_STACK; both are
-// page-aligned (hence STACK_ALIGNMENT-aligned).
+// stack was handed out; `base` is `limit + page + usable - EXT_BYTES` with `usable` >=
+// MIN_STACK; `limit` is page-aligned and `base` 64-aligned (hence STACK_ALIGNMENT-aligned).
 // SAFETY: guarded, large enough, aligned, and mapped while out (regions are unmapped only
 // when no stack is in use), which is what corosensei's `Stack` requires.
 unsafe impl corosensei::stack::Stack for SlabStack {
     fn base(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.top).expect("nonzero")
+        NonZeroUsize::new(self.ext_addr()).expect("nonzero")
     }
     fn limit(&self) -> corosensei::stack::StackPointer {
         NonZeroUsize::new(self.slot_base()).expect("nonzero")
+    }
+}
+
+/// A coroutine's view of a [`SlabStack`] (its `base` and `limit`), for a coroutine that does
+/// not own the stack: the task keeps the `SlabStack` next to the coroutine and gives it back
+/// only once the coroutine has finished (task.rs `Ext`). So finishing a task reads the stack
+/// out of 16 bytes written at spawn, instead of moving the whole coroutine (whose words were
+/// just written by the switch, which stalled the 16-byte loads of the move).
+pub(crate) struct StackView {
+    base: NonZeroUsize,
+    limit: NonZeroUsize,
+}
+
+impl SlabStack {
+    /// The view a coroutine runs on.
+    ///
+    /// # Safety
+    /// The stack must not be freed (or dropped) while a coroutine built on the view can still
+    /// run or be dropped.
+    pub(crate) unsafe fn view(&self) -> StackView {
+        StackView {
+            base: self.base(),
+            limit: self.limit(),
+        }
+    }
+}
+
+// The fields are those of a `SlabStack` (see its impl above), and `SlabStack::view`'s contract
+// keeps that stack allocated, hence mapped, while a coroutine may use the view.
+// SAFETY: so the same reasoning as for `SlabStack` holds.
+unsafe impl corosensei::stack::Stack for StackView {
+    fn base(&self) -> corosensei::stack::StackPointer {
+        self.base
+    }
+    fn limit(&self) -> corosensei::stack::StackPointer {
+        self.limit
     }
 }
 

@@ -261,7 +261,7 @@ pub(crate) fn dump(rt: &Shared) -> String {
             PARKED => reason_str(t.wait_reason()).to_string(),
             _ => "dead".to_string(),
         };
-        let age = Duration::from_nanos(now.saturating_sub(t.born));
+        let age = Duration::from_nanos(now.saturating_sub(t.born()));
         let _ = write!(
             out,
             "goroutine {} [{state}, {:.3}s]",
@@ -275,7 +275,7 @@ pub(crate) fn dump(rt: &Shared) -> String {
             out,
             ":\n\tspawned at {}, stack {} KiB\n",
             t.ident.site,
-            t.stack_size / 1024
+            t.stack_size() / 1024
         );
     }
     out

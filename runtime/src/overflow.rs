@@ -29,8 +29,9 @@ use std::sync::{Once, OnceLock};
 pub(crate) struct CoroIdent {
     /// Coroutine id.
     pub id: u64,
-    /// Optional user-given name (boxed: 8 bytes less per task than a `String`).
-    pub name: Option<Box<str>>,
+    /// Optional user-given name (a thin box: 16 bytes less per task than a `String`, 8 less
+    /// than a `Box<str>`; names are rare, a second allocation for them is cheap).
+    pub name: Option<Box<Box<str>>>,
     /// Where it was spawned.
     pub site: &'static Location<'static>,
 }
@@ -344,7 +345,7 @@ mod tests {
         let name = "overflow::tests::overflow_names_the_coroutine";
         let ident = CoroIdent {
             id: 17,
-            name: Some("worker-conn".into()),
+            name: Some(Box::new("worker-conn".into())),
             site: Location::caller(),
         };
         if test_child::is_child(name) {

@@ -85,7 +85,7 @@ where
     let id = worker::next_id(rt);
     let ident = CoroIdent {
         id,
-        name: b.name.map(String::into_boxed_str),
+        name: b.name.map(|n| Box::new(n.into_boxed_str())),
         site,
     };
     let (task, for_handle) = registry::insert(|| Task::new(rt, ident, size, Slot::new(f), stack));
@@ -213,7 +213,7 @@ impl CoroutineInfo {
 pub fn current() -> Option<CoroutineInfo> {
     worker::current_task().map(|t| CoroutineInfo {
         id: t.ident.id,
-        name: t.ident.name.as_deref().map(String::from),
+        name: t.ident.name.as_deref().map(|n| String::from(&**n)),
     })
 }
 

@@ -6,6 +6,13 @@
 //! cell of the task pool ([`TaskRef`], slab.rs), which goes back to the pool, to be reused by a
 //! later spawn, once nothing references it.
 //!
+//! The header is kept to 120 bytes (a 128-byte cell; every byte counts because a `JoinHandle`
+//! keeps it alive after the coroutine finished, and a burst of spawns pays mostly for fresh
+//! pages): what only a started task needs and only its owner thread touches (the corosensei
+//! coroutine, its stack and its yielder: [`Ext`], task/ext.rs) lives in the top bytes of the task's own stack
+//! slot, recycled hot with the stack; the name is a thin box, and the birth time and stack
+//! size are `u32`s.
+//!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
 //! - `RUNNABLE` is the phase of a task that never ran; the owner worker moves it to `RUNNING`
@@ -29,11 +36,10 @@
 //! move to (be stolen by) another worker. That is the whole argument for the `Send`/`Sync`
 //! impls below. A task dropped while suspended leaks its stack instead of unwinding it on a
 //! foreign thread.
-use std::cell::{Cell, UnsafeCell};
-use std::mem::ManuallyDrop;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-use corosensei::{Coroutine, CoroutineResult, Yielder};
+use corosensei::CoroutineResult;
 
 use crate::overflow::{self, CoroIdent};
 use crate::sched::Shared;
@@ -48,16 +54,6 @@ pub(crate) enum Suspend {
     Yield,
     /// `park`: the state is already `PARKED`; whoever unparks it requeues it.
     Park,
-}
-
-pub(crate) type Coro = Coroutine<(), Suspend, (), SlabStack>;
-
-enum Body {
-    /// Never run (the closure is in `Task::slot`): when the spawn had to check the stack
-    /// budget eagerly, a stack allocated at spawn time.
-    Fresh(Option<SlabStack>),
-    Started(Coro),
-    Finished,
 }
 
 const PHASE: u8 = 0b011;
@@ -147,34 +143,41 @@ pub(crate) fn prefetch(addr: usize) {
     let _ = addr;
 }
 
-/// One coroutine and its scheduling header.
+/// One coroutine and its scheduling header (120 bytes: a pool cell of 128).
 pub(crate) struct Task {
     pub(crate) ident: CoroIdent,
     pub(crate) rt: &'static Shared,
-    /// `nanotime` at spawn, from the coarse clock (see `Shared::coarse_clock`).
-    pub(crate) born: u64,
-    pub(crate) stack_size: usize,
     state: AtomicU8,
     wait: AtomicU8,
     /// Owning worker; written once by the first worker to run the task (before the resume
     /// that makes it observable as `RUNNING`), read by unparkers after they observed `PARKED`.
     pub(crate) owner: Owner,
-    /// Owner-thread-only once started (see the `Send` impl).
-    body: UnsafeCell<Body>,
-    /// Owner-thread-only: the coroutine's yielder, set when it first runs.
-    yielder: Cell<*const Yielder<(), Suspend>>,
+    /// Requested usable stack size in KiB, rounded up (saturated: a size past `u32::MAX` KiB
+    /// is past the pool's limit too, so the allocation still fails as too large).
+    stack_kib: u32,
+    /// Spawn time: `Shared::coarse_clock - Shared::epoch` in units of [`BORN_UNIT`] ns
+    /// (saturated), see [`BORN_SHIFT`] and [`Task::born`].
+    born: u32,
+    /// Owner-thread-only: the run-time half in the task's stack slot (see [`Ext`]); null
+    /// before the first run (unless the spawn allocated the stack) and after the finish.
+    ext: Cell<*mut Ext>,
     /// The spawn closure, then the result for the `JoinHandle` (one allocation per spawn).
     pub(crate) slot: Slot,
     /// Roughly the stack pointer at the last park (a hint for `prefetch_stack`; 0: none).
     park_sp: AtomicUsize,
 }
 
-// The only non-thread-safe fields are `body` and `yielder`. Both are accessed only by
-// `Task::take_fresh`, `Task::install`, `Task::resume`, `Task::finish*`, `Task::suspend` and
-// `Task::set_yielder`, which the scheduler calls only on the thread of the task's owner worker,
-// and only while the worker holds the task (popped from its own queues) or while the task runs
-// on that thread. Before the first resume the body is `Body::Fresh`: a `Send` stack, and the
-// slot holds the `Send` closure (spawn requires it), so moving an unstarted task between threads
+/// `Task::born` counts units of 2^24 ns (~17 ms, finer than the coarse clock's ~50 ms
+/// staleness); a `u32` of them spans two years.
+const BORN_SHIFT: u32 = 24;
+
+// The only non-thread-safe field is `ext` (and the `Ext` it points to). It is accessed only by
+// `Task::new` (before the task is shared), `Task::take_fresh`, `Task::install`,
+// `Task::resume`, `Task::finish`, `Task::suspend`, `Task::set_yielder` and `Drop` (`&mut`),
+// which the scheduler calls only on the thread of the task's owner worker, and only while the
+// worker holds the task (popped from its own queues) or while the task runs on that thread.
+// Before the first resume `ext` is null or holds only a `Send` stack (no coroutine), and the slot
+// holds the `Send` closure (spawn requires it), so moving an unstarted task between threads
 // (stealing) moves only `Send` data. Once started, a task is
 // pinned (`owner` never changes), so thread-locals and `!Send` guards held across a park stay
 // on the thread that created them. `Drop` never unwinds a suspended coroutine (it leaks it).
@@ -195,20 +198,34 @@ impl Task {
         slot: Slot,
         stack: Option<SlabStack>,
     ) -> Task {
+        let ext = match stack {
+            None => std::ptr::null_mut(),
+            Some(s) => new_ext(s, None),
+        };
+        // Relaxed: a timestamp; it publishes no other data (pairs with nothing).
+        let now = rt.coarse_clock.load(Ordering::Relaxed);
         Task {
             ident,
             rt,
-            // Relaxed: a timestamp; it publishes no other data (pairs with nothing).
-            born: rt.coarse_clock.load(Ordering::Relaxed),
-            stack_size,
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),
             owner: Owner(AtomicU32::new(u32::MAX)),
-            body: UnsafeCell::new(Body::Fresh(stack)),
-            yielder: Cell::new(std::ptr::null()),
+            stack_kib: u32::try_from(stack_size.div_ceil(1024)).unwrap_or(u32::MAX),
+            born: u32::try_from(now.saturating_sub(rt.epoch) >> BORN_SHIFT).unwrap_or(u32::MAX),
+            ext: Cell::new(ext),
             slot,
             park_sp: AtomicUsize::new(0),
         }
+    }
+
+    /// Requested usable stack size in bytes (a KiB multiple; the pool rounds it up to pages).
+    pub(crate) fn stack_size(&self) -> usize {
+        (self.stack_kib as usize) << 10
+    }
+
+    /// `nanotime` at spawn, within 2^[`BORN_SHIFT`] ns (and the coarse clock's staleness).
+    pub(crate) fn born(&self) -> u64 {
+        self.rt.epoch + ((self.born as u64) << BORN_SHIFT)
     }
 
     pub(crate) fn phase(&self) -> u8 {
@@ -219,36 +236,11 @@ impl Task {
         WaitReason::from_u8(self.wait.load(Ordering::Relaxed))
     }
 
-    /// Claims a never-run task: `Some` (with any preallocated stack) exactly once, after
-    /// which the caller starts `slot` (see `Slot::start`).
-    ///
-    /// # Safety
-    /// Owner thread only (the worker that just claimed the task), before the first resume.
-    pub(crate) unsafe fn take_fresh(&self) -> Option<Option<SlabStack>> {
-        // SAFETY: caller contract: no other reference to the body exists.
-        let body = unsafe { &mut *self.body.get() };
-        match std::mem::replace(body, Body::Finished) {
-            Body::Fresh(s) => Some(s),
-            other => {
-                *body = other;
-                None
-            }
-        }
-    }
-
-    /// Installs the coroutine built for a fresh task.
-    ///
-    /// # Safety
-    /// Owner thread only, right after `take_fresh`.
-    pub(crate) unsafe fn install(&self, coro: Coro) {
-        // SAFETY: caller contract: no other reference to the body exists.
-        unsafe { *self.body.get() = Body::Started(coro) };
-    }
-
     /// Resumes the coroutine on the owner thread.
     ///
     /// # Safety
     /// Must be called on the owner worker's thread, after `install`, never re-entrantly.
+    #[inline]
     pub(crate) unsafe fn resume(&self) -> CoroutineResult<Suspend, ()> {
         // First run only: phase RUNNABLE (0) -> RUNNING (1), keeping NOTIFIED (an unparker may
         // set it concurrently, hence an RMW). A woken task is already RUNNING: the Acquire load
@@ -258,26 +250,15 @@ impl Task {
             self.state.fetch_or(RUNNING, Ordering::AcqRel);
         }
         // (The overflow handler names the coroutine through the worker's current task.)
-        // SAFETY: the caller guarantees we are on the owner thread and not re-entrant, so no
-        // other reference to the body exists.
-        let body = unsafe { &mut *self.body.get() };
-        match body {
-            Body::Started(c) => c.resume(()),
-            _ => overflow::throw("Task::resume: task not started or finished"),
+        let ext = self.ext.get();
+        if ext.is_null() {
+            overflow::throw("Task::resume: task not started or finished");
         }
-    }
-
-    /// After the coroutine returned: marks DONE and hands back its stack.
-    ///
-    /// # Safety
-    /// Owner thread only, after `resume` returned `CoroutineResult::Return`.
-    pub(crate) unsafe fn finish(&self) -> SlabStack {
-        self.state.store(DONE, Ordering::Release);
-        // SAFETY: owner thread, coroutine finished and not running (caller's contract).
-        let body = unsafe { &mut *self.body.get() };
-        match std::mem::replace(body, Body::Finished) {
-            Body::Started(c) => c.into_stack(),
-            _ => overflow::throw("Task::finish: no coroutine"),
+        // SAFETY: the caller guarantees we are on the owner thread and not re-entrant, so no
+        // other reference to the coroutine exists (it touches only `yielder` itself).
+        match unsafe { &mut *(*ext).coro.get() } {
+            Some(c) => c.resume(()),
+            None => overflow::throw("Task::resume: task not started"),
         }
     }
 
@@ -286,16 +267,18 @@ impl Task {
         self.state.store(DONE, Ordering::Release);
     }
 
-    /// Called by the coroutine body on its first run.
-    pub(crate) fn set_yielder(&self, y: &Yielder<(), Suspend>) {
-        self.yielder.set(y as *const _);
-    }
-
     /// Suspends the running coroutine (which must be `self`) back to its worker. Inlined:
     /// frames live across the switch cost mispredicted returns (see `spawn::yield_now`).
     #[inline]
     fn suspend(&self, why: Suspend) {
-        let y = self.yielder.get();
+        let ext = self.ext.get();
+        let y = if ext.is_null() {
+            std::ptr::null()
+        } else {
+            // SAFETY: callers reach here only through `current_task`, inside the running
+            // coroutine of `self` on its owner thread, so `ext` points to its live `Ext`.
+            unsafe { (*ext).yielder.get() }
+        };
         if y.is_null() {
             overflow::throw("Task::suspend: coroutine has no yielder");
         }
@@ -447,14 +430,5 @@ fn bump(c: &std::sync::atomic::AtomicU64) {
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
-impl Drop for Task {
-    fn drop(&mut self) {
-        if let Body::Started(c) = std::mem::replace(self.body.get_mut(), Body::Finished) {
-            if c.started() && !c.done() {
-                // A suspended coroutine dropped (blocked forever, or runtime shut down):
-                // unwinding it here could run its destructors on a foreign thread, so leak it.
-                let _ = ManuallyDrop::new(c);
-            }
-        }
-    }
-}
+mod ext;
+use ext::{new_ext, Ext};

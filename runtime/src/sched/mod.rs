@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     /// A coarse `nanotime`, refreshed by the monitor at each of its checks (at most ~50 ms
     /// stale): spawns stamp their task's birth with it instead of reading a clock.
     pub(crate) coarse_clock: AtomicU64,
+    /// `nanotime` when the runtime was made: tasks store their birth relative to it.
+    pub(crate) epoch: u64,
     pub(crate) shutdown: AtomicBool,
     /// Outside-worker counters (spawns from plain threads).
     pub(crate) outside: Counters,
@@ -107,6 +109,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(cfg: Config) -> io::Result<&'static Shared> {
+        let epoch = crate::timer::nanotime();
         let n = cfg.workers.max(1);
         let workers = (0..n)
             .map(|_| {
@@ -141,7 +144,8 @@ impl Shared {
                 format!("{}-blocking", cfg.thread_name),
             ),
             next_id: AtomicU64::new(1),
-            coarse_clock: AtomicU64::new(crate::timer::nanotime()),
+            coarse_clock: AtomicU64::new(epoch),
+            epoch,
             shutdown: AtomicBool::new(false),
             outside: Counters::default(),
             cfg,

@@ -22,7 +22,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::Ordering;
 
-use corosensei::{Coroutine, CoroutineResult, Yielder};
+use corosensei::{CoroutineResult, Yielder};
 
 use super::local::LocalQueue;
 use super::{Shared, WorkerShared};
@@ -257,36 +257,34 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
         crate::overflow::throw("run_task: task pinned to another worker");
     }
     // SAFETY: we are about to become the owner (claimed just below); no resume happened.
-    let Some(pre) = (unsafe { task.take_fresh() }) else {
-        crate::overflow::throw("run_task: unowned task already started");
-    };
+    let pre = unsafe { task.take_fresh() };
     // Release: pairs with the Acquire load in `Shared::ready`.
     task.owner.store(c.index, Ordering::Release);
     let stack = match pre {
         Some(s) => Ok(s),
-        None => c.rt.stacks.alloc(task.stack_size, Some(&c.stacks)),
+        None => c.rt.stacks.alloc(task.stack_size(), Some(&c.stacks)),
     };
     match stack {
         Ok(stack) => {
-            let coro = Coroutine::with_stack(stack, move |y: &Yielder<(), Suspend>, ()| {
+            let body = move |y: &Yielder<(), Suspend>, ()| {
                 match current_task() {
                     Some(t) => {
                         t.set_yielder(y);
                         // SAFETY: this body runs once, for the task whose `take_fresh`
-                        // returned `Some` on this, its owner, thread.
+                        // ran on this, its owner, thread.
                         unsafe { t.slot.start(None) };
                     }
                     None => crate::overflow::throw("coroutine body: no current task"),
                 }
-            });
+            };
             // SAFETY: owner thread, right after take_fresh.
-            unsafe { task.install(coro) };
+            unsafe { task.install(stack, body) };
             true
         }
         Err(e) => {
             eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
-            // SAFETY: `take_fresh` returned `Some` just above on this thread, and the
-            // closure is never run (no coroutine was built).
+            // SAFETY: `take_fresh` ran just above on this thread (and, by the `owner` check,
+            // once), and the closure is never run (no coroutine was built).
             unsafe { task.slot.start(Some(e)) };
             task.finish_unstarted();
             // SAFETY: every task is spawned through `registry::insert`, and it finishes once.

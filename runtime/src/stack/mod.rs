@@ -42,6 +42,10 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Bytes at the top of every slot kept out of the coroutine's stack: the started task's
+/// run-time header lives there (`task::Ext`: its coroutine handle and yielder), so that the
+/// task header proper stays small and that memory is recycled with the stack.
+pub(crate) const EXT_BYTES: usize = 64;
 /// Smallest usable stack size handed out.
 pub(crate) const MIN_STACK: usize = 16 * 1024;
 /// Usable stack size used when the user does not ask for one.
@@ -116,8 +120,10 @@ mod cache;
 mod guard;
 #[cfg(test)]
 mod tests;
+mod view;
 
 pub(crate) use cache::StackCache;
+pub(crate) use view::StackView;
 
 pub(crate) use guard::find_guard;
 use guard::{guard_install, guard_mprotect, os_err, register, take_budget, unregister, PROBED};
@@ -125,7 +131,8 @@ use guard::{guard_install, guard_mprotect, os_err, register, take_budget, unregi
 // ---- Pool ---------------------------------------------------------------------------
 
 /// A coroutine stack carved from a [`StackPool`] slab. Give it back with
-/// [`StackPool::free`]; dropping it instead leaks the slot (memory-safe).
+/// [`StackPool::free`]; dropping it instead leaks the slot (memory-safe). The coroutine gets
+/// the usable bytes minus the top [`EXT_BYTES`] (see [`SlabStack::ext_addr`]).
 /// 16 bytes (it lives in every started task's header): the top of the stack (corosensei
 /// reads it on every resume), the usable size in pages and the pool id as `u32`.
 #[derive(Debug)]
@@ -142,6 +149,14 @@ impl SlabStack {
         self.usable_pages as usize * page_size()
     }
 
+    /// The address of the [`EXT_BYTES`] above the coroutine's stack (see there): 64-aligned,
+    /// inside the slot, mapped read-write while the stack is out, and never touched by the
+    /// coroutine's frames (corosensei's `base` is below it).
+    #[inline]
+    pub(crate) fn ext_addr(&self) -> usize {
+        self.top - EXT_BYTES
+    }
+
     /// The slot's lowest address (its guard page).
     fn slot_base(&self) -> usize {
         self.top - self.usable_size() - page_size()
@@ -149,13 +164,13 @@ impl SlabStack {
 }
 
 // `limit` is the slot's lowest address and includes the guard page, installed before the
-// stack was handed out; `base` is `limit + page + usable` with `usable` >= MIN_STACK; both are
-// page-aligned (hence STACK_ALIGNMENT-aligned).
+// stack was handed out; `base` is `limit + page + usable - EXT_BYTES` with `usable` >=
+// MIN_STACK; `limit` is page-aligned and `base` 64-aligned (hence STACK_ALIGNMENT-aligned).
 // SAFETY: guarded, large enough, aligned, and mapped while out (regions are unmapped only
 // when no stack is in use), which is what corosensei's `Stack` requires.
 unsafe impl corosensei::stack::Stack for SlabStack {
     fn base(&self) -> corosensei::stack::StackPointer {
-        NonZeroUsize::new(self.top).expect("nonzero")
+        NonZeroUsize::new(self.ext_addr()).expect("nonzero")
     }
     fn limit(&self) -> corosensei::stack::StackPointer {
         NonZeroUsize::new(self.slot_base()).expect("nonzero")

@@ -86,7 +86,11 @@ fn sizes_round_up_and_classes_are_separate() {
     assert_eq!(c.usable_size(), DEFAULT_STACK);
     assert_eq!(pool.stats().regions, 3);
     for s in [&a, &b, &c] {
-        assert_eq!(s.base().get() - s.limit().get(), s.usable_size() + page);
+        assert_eq!(
+            s.base().get() - s.limit().get(),
+            s.usable_size() + page - EXT_BYTES
+        );
+        assert_eq!(s.ext_addr(), s.base().get());
         assert_eq!(s.base().get() % corosensei::stack::STACK_ALIGNMENT, 0);
     }
     let err = pool.alloc(usize::MAX / 2, wk(&w, 0)).unwrap_err();

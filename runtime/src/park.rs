@@ -152,6 +152,21 @@ impl BorrowedUnparker {
         })
     }
 
+    /// Parks the caller, like [`park_reason`], without looking up the running coroutine
+    /// again: this unparker names it.
+    ///
+    /// # Safety
+    /// The caller is the coroutine (or, outside coroutines, the thread) that made this
+    /// unparker with [`BorrowedUnparker::current`].
+    #[inline]
+    pub(crate) unsafe fn park_own(&self, why: WaitReason) {
+        match self.0 {
+            // SAFETY: caller contract: `p` is the running task, live while it runs.
+            Borrowed::Task(p) => park_task(unsafe { &*p }, why),
+            Borrowed::Thread(_) => thread::park(),
+        }
+    }
+
     /// Starts waking the coroutine or thread: does everything that needs it to be alive, and
     /// returns the rest as a [`Wake`], which needs no borrow.
     ///
@@ -228,6 +243,13 @@ pub fn park_reason(why: WaitReason) {
         Some(t) => t.park(why),
         None => thread::park(),
     }
+}
+
+/// [`park_reason`] for the running task `t`, out of line (the switch's frame stays out of
+/// its callers).
+#[inline(never)]
+fn park_task(t: &Task, why: WaitReason) {
+    t.park(why)
 }
 
 /// Blocks until unparked or until `deadline` passes; may return spuriously. Returns true if

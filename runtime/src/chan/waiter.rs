@@ -138,9 +138,10 @@ impl Token {
     }
 
     /// Parks until a peer selected the token, finished its transfer and released the token
-    /// (true), or until the deadline passed and the owner aborted the token (false). Inlined:
-    /// one frame less across the switch (see `spawn::yield_now`).
-    #[inline]
+    /// (true), or until the deadline passed and the owner aborted the token (false). Only the
+    /// token's owner (the coroutine or thread that made it) may wait on it. Inlined: one
+    /// frame less across the switch (see `spawn::yield_now`).
+    #[inline(always)]
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
         loop {
             // Acquire: pairs with the Release stores in `finish`.
@@ -149,7 +150,8 @@ impl Token {
                 return true;
             }
             match deadline {
-                None => park::park_reason(WaitReason::Chan),
+                // SAFETY: we are the token's owner (see above), which made `waker`.
+                None => unsafe { self.waker.park_own(WaitReason::Chan) },
                 Some(d) => {
                     // Acquire: as above.
                     if park::park_deadline(d, WaitReason::Chan)

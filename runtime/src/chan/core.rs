@@ -13,7 +13,7 @@
 //!   it is selected was woken by `close`: the send failed and the value goes back to the
 //!   caller.
 //! * No allocation and no reference count per blocking operation: a plain send/recv keeps its
-//!   record (with its token inline) on its own stack, and the queues point to it (Go's
+//!   record and token on its own stack, and the queues point to it (Go's
 //!   `sudog`s are cached per P; ours need no cache). The owner returns only once no peer can
 //!   reach the record (waiter.rs). Only `select!` boxes its records ([`Registered`]) and
 //!   shares one `Arc<Token>` between them.
@@ -173,14 +173,16 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TrySend::Full(v);
         }
-        let w = Waiter::plain(Some(v), deadline.is_some());
+        let tok = Token::fresh();
+        // SAFETY: `tok` is declared before `w`, so it outlives it, and neither moves.
+        let w = unsafe { Waiter::plain(&tok, Some(v), deadline.is_some()) };
         let guard = QueuedGuard;
-        // SAFETY: `w` stays in this frame, unmoved and only shared, until no peer can reach
-        // it: below, we return only after `wait` saw the token released by its winner, or
+        // SAFETY: `w` (and `tok`) stay in this frame, unmoved and only shared, until no peer
+        // can reach them: below, we return only after `wait` saw the token released by its winner, or
         // after removing the record under the lock; an unwind meanwhile aborts (`guard`).
         st.sendq.push_back(unsafe { WaitPtr::new(&w) });
         drop(st);
-        let r = if w.tok().wait(deadline) {
+        let r = if tok.wait(deadline) {
             match w.take() {
                 None => TrySend::Sent,
                 Some(v) => TrySend::Closed(v),
@@ -206,12 +208,14 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TryRecv::Empty;
         }
-        let w = Waiter::plain(None, deadline.is_some());
+        let tok = Token::fresh();
+        // SAFETY: `tok` is declared before `w`, so it outlives it, and neither moves.
+        let w = unsafe { Waiter::plain(&tok, None, deadline.is_some()) };
         let guard = QueuedGuard;
         // SAFETY: as in `send`.
         st.recvq.push_back(unsafe { WaitPtr::new(&w) });
         drop(st);
-        let r = if w.tok().wait(deadline) {
+        let r = if tok.wait(deadline) {
             match w.take() {
                 Some(v) => TryRecv::Value(v),
                 None => TryRecv::Closed,

@@ -16,7 +16,8 @@
 //!
 //! # Borrowed records (no reference counts)
 //! The queues hold raw pointers ([`WaitPtr`]) to records that their owner keeps: a plain
-//! send/recv keeps its record on its own stack, a `select!` arm in a box ([`Registered`]).
+//! send/recv keeps its record and its token on its own stack, a `select!` arm its record in
+//! a box ([`Registered`], the token in an `Arc` that the records share).
 //! The token wakes its owner through a [`BorrowedUnparker`], which holds no count either.
 //! Validity rests on one rule: **an owner frees a record only once no peer can reach it**,
 //! that is after (a) removing it from its queue under the channel lock, or (b) seeing its
@@ -59,7 +60,9 @@ pub(crate) struct Token {
 }
 
 impl Token {
-    fn fresh() -> Token {
+    /// A plain send/recv's token, for the caller.
+    #[inline]
+    pub(super) fn fresh() -> Token {
         Token {
             state: AtomicU32::new(WAITING),
             done: AtomicU8::new(PENDING),
@@ -207,13 +210,6 @@ impl Token {
     }
 }
 
-enum Tok {
-    /// The token of a plain send/recv, inline.
-    Own(Token),
-    /// The token shared by the records of a `select!`.
-    Shared(Arc<Token>),
-}
-
 /// One queued send or receive. `slot` holds the value to send (sender) or the value
 /// received (receiver). Access is exclusive by protocol, so it needs no lock:
 /// 1. the owner fills it before publishing the record (under the channel lock);
@@ -223,7 +219,12 @@ enum Tok {
 /// 3. the owner reads it once the token is settled ([`Waiter::take`]: `RELEASED` seen with
 ///    Acquire, or the token aborted so no winner exists) and the record is out of its queue.
 pub(crate) struct Waiter<T> {
-    tok: Tok,
+    /// The token: a plain send/recv's own (a local of the operation, declared before the
+    /// record so that it outlives it), or a `select!`'s shared one (kept alive by `_keep`).
+    /// A pointer rather than an enum: no match on every access.
+    tok: NonNull<Token>,
+    /// A `select!`'s token, owned by the record.
+    _keep: Option<Arc<Token>>,
     arm: u32,
     /// Whether the token can go `WAITING -> ABORTED` (a deadline, or a `select!`). If not,
     /// only a holder of the channel lock changes its state, and claiming it needs no CAS.
@@ -232,11 +233,16 @@ pub(crate) struct Waiter<T> {
 }
 
 impl<T> Waiter<T> {
-    /// The record of a plain send (`v` is the value) or receive; `deadline`: it may abort.
+    /// The record of a plain send (`v` is the value) or receive on token `tok` (from
+    /// [`Token::fresh`]); `deadline`: it may abort.
+    ///
+    /// # Safety
+    /// `tok` outlives the record (and is not moved meanwhile).
     #[inline]
-    pub(super) fn plain(v: Option<T>, deadline: bool) -> Waiter<T> {
+    pub(super) unsafe fn plain(tok: &Token, v: Option<T>, deadline: bool) -> Waiter<T> {
         Waiter {
-            tok: Tok::Own(Token::fresh()),
+            tok: NonNull::from(tok),
+            _keep: None,
             arm: 0,
             abortable: deadline,
             slot: UnsafeCell::new(v),
@@ -251,7 +257,8 @@ impl<T> Waiter<T> {
             _ => crate::overflow::throw("Waiter::select: select arm index out of range"),
         };
         Waiter {
-            tok: Tok::Shared(tok.clone()),
+            tok: NonNull::from(&**tok),
+            _keep: Some(tok.clone()),
             arm,
             abortable: true,
             slot: UnsafeCell::new(v),
@@ -261,10 +268,9 @@ impl<T> Waiter<T> {
     /// The token this record is selected through.
     #[inline]
     pub(crate) fn tok(&self) -> &Token {
-        match &self.tok {
-            Tok::Own(t) => t,
-            Tok::Shared(t) => t,
-        }
+        // SAFETY: the token outlives the record: a plain operation's by `plain`'s contract, a
+        // `select!`'s because the record holds an `Arc` of it (`_keep`).
+        unsafe { self.tok.as_ref() }
     }
 
     /// The arm this record selects its token for.
@@ -274,7 +280,7 @@ impl<T> Waiter<T> {
 
     /// True if this record belongs to the `select!` of token `t`.
     pub(super) fn shares(&self, t: &Arc<Token>) -> bool {
-        matches!(&self.tok, Tok::Shared(s) if Arc::ptr_eq(s, t))
+        std::ptr::eq(self.tok.as_ptr(), Arc::as_ptr(t))
     }
 
     /// The owner takes the slot's value once the token is settled and the record is out of

@@ -7,6 +7,11 @@
 //! late unparks are harmless, and an unpark that comes before the park is never lost (it
 //! leaves a token).
 //!
+//! An [`Unparker`] holds a counted reference to its coroutine (or thread), so it may outlive
+//! the wait. A waiter whose owner stays in the wait until the waker is done with it (channel
+//! records) uses a `BorrowedUnparker` instead, which counts nothing; waking through either
+//! costs no reference count for the run queue (see `Task::unpark_raw`).
+//!
 //! Go counterpart: `gopark`/`goready`. Go passes a commit callback to `gopark` to close the
 //! race between deciding to sleep and sleeping; the token makes that unnecessary here.
 use std::sync::Arc;
@@ -46,8 +51,8 @@ impl Unparker {
         }
     }
 
-    /// [`Unparker::unpark`] that consumes the unparker: a coroutine's run queue takes over
-    /// its reference instead of a clone. Use it where the unparker is dropped right after.
+    /// [`Unparker::unpark`] that consumes the unparker (for callers that drop it right after;
+    /// a woken coroutine's run queue needs no reference of ours, see `Task::unpark_raw`).
     #[inline]
     pub fn wake(self) {
         match self.inner {
@@ -61,17 +66,6 @@ impl Unparker {
         match (&self.inner, &other.inner) {
             (Inner::Task(a), Inner::Task(b)) => TaskRef::ptr_eq(a, b),
             (Inner::Thread(a), Inner::Thread(b)) => a.id() == b.id(),
-            _ => false,
-        }
-    }
-
-    /// True if this wakes the caller: the running coroutine, or, outside coroutines, the
-    /// calling thread.
-    #[inline]
-    pub(crate) fn is_current(&self) -> bool {
-        match (&self.inner, worker::current_task()) {
-            (Inner::Task(t), Some(cur)) => std::ptr::eq(TaskRef::as_ptr(t), cur),
-            (Inner::Thread(t), None) => THREAD_UNPARKER.with(|me| Arc::ptr_eq(t, me)),
             _ => false,
         }
     }
@@ -129,6 +123,93 @@ impl std::fmt::Debug for Unparker {
     }
 }
 
+/// An unparker that borrows its coroutine or thread instead of holding a counted reference:
+/// for wait records whose owner stays inside the wait until the waker is done with the
+/// record, as channel waiters do (chan/waiter.rs). Making one and waking through it cost no
+/// reference-count RMW, unlike [`Unparker`].
+pub(crate) struct BorrowedUnparker(Borrowed);
+
+#[derive(Clone, Copy)]
+enum Borrowed {
+    Task(*const Task),
+    Thread(*const Thread),
+}
+
+// The pointers are only dereferenced by `begin_wake`, whose contract keeps their targets
+// alive; a `Task` and a `Thread` are both `Sync`, and waking is what they are shared for.
+// SAFETY: so sending or sharing the unparker only shares those `Sync` values.
+unsafe impl Send for BorrowedUnparker {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for BorrowedUnparker {}
+
+impl BorrowedUnparker {
+    /// An unparker for the caller: its coroutine, or its thread outside coroutines.
+    #[inline]
+    pub(crate) fn current() -> BorrowedUnparker {
+        BorrowedUnparker(match worker::current_task() {
+            Some(t) => Borrowed::Task(t),
+            None => Borrowed::Thread(THREAD_UNPARKER.with(Arc::as_ptr)),
+        })
+    }
+
+    /// Parks the caller, like [`park_reason`], without looking up the running coroutine
+    /// again: this unparker names it.
+    ///
+    /// # Safety
+    /// The caller is the coroutine (or, outside coroutines, the thread) that made this
+    /// unparker with [`BorrowedUnparker::current`].
+    #[inline]
+    pub(crate) unsafe fn park_own(&self, why: WaitReason) {
+        match self.0 {
+            // SAFETY: caller contract: `p` is the running task, live while it runs.
+            Borrowed::Task(p) => park_task(unsafe { &*p }, why),
+            Borrowed::Thread(_) => thread::park(),
+        }
+    }
+
+    /// Starts waking the coroutine or thread: does everything that needs it to be alive, and
+    /// returns the rest as a [`Wake`], which needs no borrow.
+    ///
+    /// # Safety
+    /// The coroutine or thread that made this unparker (with [`BorrowedUnparker::current`])
+    /// has not returned from the wait it made it for, and does not before this call returns.
+    /// So the coroutine has not finished (the registry's count keeps its cell live, see
+    /// registry.rs) and the thread is alive (its `THREAD_UNPARKER` too).
+    #[inline]
+    pub(crate) unsafe fn begin_wake(&self) -> Wake {
+        Wake(match self.0 {
+            // SAFETY: caller contract: the task has not finished.
+            Borrowed::Task(p) => unsafe { Task::unpark_begin(p) }.map(Woken::Task),
+            // SAFETY: caller contract: the thread, hence its `THREAD_UNPARKER`, is alive.
+            Borrowed::Thread(p) => Some(Woken::Thread(unsafe { (*p).clone() })),
+        })
+    }
+}
+
+/// The rest of a wake-up begun by [`BorrowedUnparker::begin_wake`], done on drop: makes the
+/// coroutine runnable (if the wake-up moved it out of `PARKED`) or unparks the thread.
+#[must_use = "dropping a Wake completes the wake-up"]
+pub(crate) struct Wake(Option<Woken>);
+
+enum Woken {
+    Task(TaskRef),
+    Thread(Thread),
+}
+
+impl Drop for Wake {
+    #[inline]
+    fn drop(&mut self) {
+        match self.0.take() {
+            Some(Woken::Task(t)) => {
+                let rt = t.rt;
+                rt.ready(t);
+            }
+            Some(Woken::Thread(t)) => t.unpark(),
+            None => {}
+        }
+    }
+}
+
 thread_local! {
     static THREAD_UNPARKER: Arc<Thread> = Arc::new(thread::current());
 }
@@ -162,6 +243,13 @@ pub fn park_reason(why: WaitReason) {
         Some(t) => t.park(why),
         None => thread::park(),
     }
+}
+
+/// [`park_reason`] for the running task `t`, out of line (the switch's frame stays out of
+/// its callers).
+#[inline(never)]
+fn park_task(t: &Task, why: WaitReason) {
+    t.park(why)
 }
 
 /// Blocks until unparked or until `deadline` passes; may return spuriously. Returns true if

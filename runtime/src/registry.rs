@@ -13,8 +13,11 @@
 //! taken by [`insert`] and dropped by [`release`] when the task finishes (or fails to start),
 //! so a coroutine parked forever with no other reference stays alive and listed, as a
 //! leaked goroutine does in Go. Every other count belongs to a `TaskRef` (queues, the
-//! `JoinHandle`, `Unparker`s); when the last one goes, the cell returns to the pool (Go's
-//! `gfput`) and a later spawn reuses it (`gfget`).
+//! `JoinHandle`, `Unparker`s), or is the run-queue count that a parked task keeps until its
+//! waker takes it back (`Task::unpark_raw`); when the last one goes, the cell returns to the
+//! pool (Go's `gfput`) and a later spawn reuses it (`gfget`). Because the registry's count
+//! lasts until the task finishes, code that knows a task has not finished (a channel waiter
+//! blocked in its operation) may reach it without a count of its own (`BorrowedUnparker`).
 use std::sync::Mutex;
 
 use crate::sched::{worker, Shared};

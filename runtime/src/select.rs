@@ -20,7 +20,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use crate::chan::{Receiver, RecvError, SendError, Sender, Token, TryRecv, TrySend, Waiter};
+use crate::chan::{Receiver, RecvError, Registered, SendError, Sender, Token, TryRecv, TrySend};
 use crate::park;
 use crate::task::WaitReason;
 
@@ -79,7 +79,7 @@ impl<T, S: SendSource<T> + ?Sized> SendSource<T> for &S {
 #[doc(hidden)]
 pub struct RecvArm<'a, T> {
     rx: &'a Receiver<T>,
-    rec: Option<Arc<Waiter<T>>>,
+    rec: Option<Registered<'a, T>>,
     out: Option<Result<T, RecvError>>,
 }
 
@@ -98,7 +98,7 @@ impl<'a, T> RecvArm<'a, T> {
     }
 }
 
-impl<T> SelectArm for RecvArm<'_, T> {
+impl<'a, T> SelectArm for RecvArm<'a, T> {
     fn try_now(&mut self) -> bool {
         match self.rx.chan.try_recv() {
             TryRecv::Value(v) => self.out = Some(Ok(v)),
@@ -118,12 +118,12 @@ impl<T> SelectArm for RecvArm<'_, T> {
     }
     fn unregister(&mut self) {
         if let Some(w) = self.rec.take() {
-            self.rx.chan.unregister(&w, false);
+            w.unregister();
         }
     }
     fn complete(&mut self) {
         if let Some(w) = self.rec.take() {
-            self.out = Some(w.take().ok_or(RecvError));
+            self.out = Some(w.complete().ok_or(RecvError));
         }
     }
 }
@@ -133,7 +133,7 @@ impl<T> SelectArm for RecvArm<'_, T> {
 pub struct SendArm<'a, T> {
     tx: &'a Sender<T>,
     val: Option<T>,
-    rec: Option<Arc<Waiter<T>>>,
+    rec: Option<Registered<'a, T>>,
     out: Option<Result<(), SendError<T>>>,
 }
 
@@ -153,7 +153,7 @@ impl<'a, T> SendArm<'a, T> {
     }
 }
 
-impl<T> SelectArm for SendArm<'_, T> {
+impl<'a, T> SelectArm for SendArm<'a, T> {
     fn try_now(&mut self) -> bool {
         let Some(v) = self.val.take() else {
             return false;
@@ -185,13 +185,12 @@ impl<T> SelectArm for SendArm<'_, T> {
     }
     fn unregister(&mut self) {
         if let Some(w) = self.rec.take() {
-            self.tx.chan.unregister(&w, true);
-            self.val = w.take();
+            self.val = w.unregister();
         }
     }
     fn complete(&mut self) {
         if let Some(w) = self.rec.take() {
-            self.out = Some(match w.take() {
+            self.out = Some(match w.complete() {
                 None => Ok(()),
                 Some(v) => Err(SendError(v)),
             });

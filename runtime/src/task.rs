@@ -24,7 +24,10 @@
 //! - the task itself, in [`Task::park`], either consumes `NOTIFIED` and returns, or moves
 //!   `RUNNING -> PARKED` and suspends;
 //! - [`Task::unpark`] (any thread) moves `PARKED -> RUNNING` and enqueues the task on its
-//!   owner, or sets `NOTIFIED` when the task is not parked, so no wake-up is ever lost.
+//!   owner, or sets `NOTIFIED` when the task is not parked, so no wake-up is ever lost. A
+//!   parked task keeps the count its run queue held, and the unparker that moves it out of
+//!   `PARKED` takes that count back for the queue (`Task::unpark_raw`): no reference-count
+//!   RMW per park/wake-up pair.
 //!
 //! Park has `std::thread::park` semantics: it may return spuriously, and every waiter loops
 //! on its own condition. This replaces Go's `gopark`/`goready` pair and its commit
@@ -383,18 +386,54 @@ impl Ref<Task> {
     /// Wakes the task: makes a parked task runnable on its owner worker, or leaves a
     /// notification that its next `park` consumes.
     pub(crate) fn unpark(&self) {
-        if self.unpark_transition() {
-            self.rt.ready(self.clone());
+        // SAFETY: our `Ref` keeps the task's cell live during the call.
+        unsafe { Task::unpark_raw(Ref::as_ptr(self)) }
+    }
+
+    /// [`Ref::unpark`] that spends the caller's reference (for callers that drop it anyway).
+    pub(crate) fn unpark_owned(this: TaskRef) {
+        this.unpark();
+    }
+}
+
+impl Task {
+    /// Wakes the task at `p` without a counted reference to it (see [`Ref::unpark`]).
+    ///
+    /// The run queue's count of a parked task: the worker keeps the count its queue held
+    /// when it resumed the task (`run_task` holds it as a raw pointer and, when the task
+    /// parks, leaves it with the parked task instead of dropping it). Whoever moves the task
+    /// out of `PARKED` (exactly one caller, by the CAS in `unpark_transition`) takes that
+    /// count for the run queue, so a wake-up costs no reference-count RMW.
+    ///
+    /// # Safety
+    /// `p` points to a task whose cell stays live during the call: the caller holds a `Ref`,
+    /// or the task has not finished and cannot finish before this call returns (the
+    /// registry's count, see registry.rs, keeps an unfinished task's cell live).
+    #[inline]
+    pub(crate) unsafe fn unpark_raw(p: *const Task) {
+        // SAFETY: caller contract (the same as ours).
+        if let Some(t) = unsafe { Task::unpark_begin(p) } {
+            let rt = t.rt;
+            rt.ready(t);
         }
     }
 
-    /// [`Ref::unpark`] that spends the caller's reference: the run queue gets it instead of a
-    /// clone (no reference-count RMW for the queue, none for dropping the caller's).
-    pub(crate) fn unpark_owned(this: TaskRef) {
-        if this.unpark_transition() {
-            let rt = this.rt;
-            rt.ready(this);
+    /// The part of [`Task::unpark_raw`] that needs the caller's guarantee: the state change.
+    /// Returns the run queue's count when the caller moved the task out of `PARKED`; the
+    /// caller must then make it runnable (`Shared::ready`).
+    ///
+    /// # Safety
+    /// As for [`Task::unpark_raw`].
+    #[inline]
+    pub(crate) unsafe fn unpark_begin(p: *const Task) -> Option<TaskRef> {
+        // SAFETY: caller contract: the cell is live.
+        let t = unsafe { &*p };
+        if !t.unpark_transition() {
+            return None;
         }
+        // SAFETY: we moved the task out of `PARKED`, which hands us the count its worker left
+        // with the parked task (see above); the cell is live (it holds that count).
+        Some(unsafe { TaskRef::from_raw(p) })
     }
 
     /// The state change of a wake-up; true if the caller moved the task out of `PARKED` and

@@ -1,235 +1,34 @@
-//! Channel core: the state behind a `Sender`/`Receiver` pair, its waiter queues and the
-//! one-shot selection token shared by every waiter record of one blocked operation.
+//! Channel core: the state behind a `Sender`/`Receiver` pair and the blocking operations
+//! (Go's `runtime/chan.go`, simplified). Waiter records and tokens are in waiter.rs.
 //!
-//! Design (Go's `runtime/chan.go` + `select.go`, simplified):
+//! Design:
 //! * One lock per channel (a spin lock, lock.rs) guards the buffer, the `closed` flag and two
 //!   FIFO queues of waiter records (`recvq`, `sendq`). It is held only for short critical
 //!   sections and never across a park. There is no poisoning: no user code runs under it
 //!   except `T`'s destructor-free moves, so the state is always consistent.
-//! * A blocked operation parks on a [`Token`]. A token goes `WAITING -> SELECTED(arm)` (a
-//!   peer or `close` claimed it) or `WAITING -> ABORTED` (its owner gave up: timeout, or a
-//!   `select!` that saw an arm become ready while registering). The transitions are CAS, so
-//!   exactly one party wins, like Go's `selectDone`: a value is never delivered twice nor
-//!   lost. Tokens are one-shot: a retrying select makes a fresh one, so a stale record (token
-//!   no longer `WAITING`) can be dropped by whoever meets it. A token nobody can abort (a
-//!   plain send/recv without deadline) changes only under the channel lock, so claiming it is
-//!   a plain load and store there (`Waiter::abortable`), one locked RMW less per hand-off.
-//! * The winner of the CAS moves the value through the record's `slot` and then sets `done`
-//!   (Release; the waiter reads it with Acquire before touching the slot) and unparks.
-//! * Unbuffered channels are a real rendezvous: a sender parks with its value in its record's
-//!   slot until a receiver takes it. A sender record whose slot is still full when it is
-//!   selected was woken by `close`: the send failed and the value goes back to the caller.
-//!
-//! * Waiter records are recycled (Go's per-P `sudog` cache, made per channel): a peer that
-//!   pops a record keeps it in the channel's `free` list instead of dropping it, and the next
-//!   blocking operation on the channel reuses it once its previous owner has dropped its handle
-//!   (`Arc::get_mut` proves that, so reuse needs no `unsafe`). A plain send/recv uses the
-//!   token stored inline in its record (`own`); only `select!` shares one `Arc<Token>` between
-//!   records. In steady state a blocking operation therefore allocates nothing and clones no
-//!   `TaskRef` (the cached unparker is kept while the same coroutine reuses the record).
+//! * A blocked operation queues a record and parks on its token (waiter.rs); a peer that
+//!   pops the record and wins the token moves the value through the record and wakes the
+//!   owner. Unbuffered channels are a real rendezvous: a sender parks with its value in its
+//!   record's slot until a receiver takes it. A sender record whose slot is still full when
+//!   it is selected was woken by `close`: the send failed and the value goes back to the
+//!   caller.
+//! * No allocation and no reference count per blocking operation: a plain send/recv keeps its
+//!   record and token on its own stack, and the queues point to it (Go's
+//!   `sudog`s are cached per P; ours need no cache). The owner returns only once no peer can
+//!   reach the record (waiter.rs). Only `select!` boxes its records ([`Registered`]) and
+//!   shares one `Arc<Token>` between them.
 //!
 //! Differences from Go: send on a closed channel is an error, not a panic; dropping the last
 //! receiver also closes the channel (buffered values are dropped, senders get errors).
-use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::lock::{SpinGuard, SpinLock};
+use super::waiter::{Token, WaitPtr, Waiter};
 use super::waitq::WaitQueue;
-use crate::park::{self, unparker, Unparker};
-use crate::task::WaitReason;
-
-const WAITING: u32 = 0;
-const ABORTED: u32 = u32::MAX;
-
-/// Selection token of one blocked operation (a plain send/recv or a whole `select!`).
-pub(crate) struct Token {
-    /// `WAITING`, `ABORTED`, or the selected arm plus one. A `u32` keeps a waiter record small
-    /// (1M coroutines each parked on a channel hold 1M records).
-    state: AtomicU32,
-    done: AtomicBool,
-    unparker: Unparker,
-}
-
-impl Token {
-    fn fresh() -> Token {
-        Token {
-            state: AtomicU32::new(WAITING),
-            done: AtomicBool::new(false),
-            unparker: unparker(),
-        }
-    }
-
-    pub(crate) fn new() -> Arc<Token> {
-        Arc::new(Token::fresh())
-    }
-
-    /// Re-arms a recycled token for the caller (exclusive access: no atomics needed).
-    #[inline]
-    fn reset(&mut self) {
-        *self.state.get_mut() = WAITING;
-        *self.done.get_mut() = false;
-        if !self.unparker.is_current() {
-            self.unparker = unparker();
-        }
-    }
-
-    fn is_waiting(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == WAITING
-    }
-
-    /// Claims the token for `arm`; the winner must transfer and then call [`Token::finish`].
-    fn try_select(&self, arm: u32) -> bool {
-        self.state
-            .compare_exchange(WAITING, arm + 1, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-    }
-
-    /// [`Token::try_select`] for a token nobody can abort (see `Waiter::abortable`).
-    #[inline]
-    fn select_unabortable(&self, arm: u32) -> bool {
-        // Relaxed (load and store): the state of such a token changes only under the channel
-        // lock (here, and in `reset` before the record is published under that lock), so the
-        // lock orders every access; its owner learns the outcome from `done` (Release in
-        // `finish`, Acquire in `wait`/`take`).
-        if self.state.load(Ordering::Relaxed) != WAITING {
-            return false;
-        }
-        self.state.store(arm + 1, Ordering::Relaxed);
-        true
-    }
-
-    fn finish(&self) {
-        // Release: pairs with the Acquire loads of `done` in `wait`, publishing the slot write.
-        self.done.store(true, Ordering::Release);
-        self.unparker.unpark();
-    }
-
-    /// The owner gives up; false if a peer already claimed the token.
-    pub(crate) fn try_abort(&self) -> bool {
-        self.state
-            .compare_exchange(WAITING, ABORTED, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-    }
-
-    /// The arm that was selected, if any.
-    pub(crate) fn selected(&self) -> Option<usize> {
-        match self.state.load(Ordering::SeqCst) {
-            WAITING | ABORTED => None,
-            s => Some((s - 1) as usize),
-        }
-    }
-
-    /// Parks until a peer selected the token and finished its transfer (true), or until the
-    /// deadline passed and the owner aborted the token (false). Inlined: one frame less
-    /// across the switch (see `spawn::yield_now`).
-    #[inline]
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
-        loop {
-            if self.done.load(Ordering::Acquire) {
-                return true;
-            }
-            match deadline {
-                None => park::park_reason(WaitReason::Chan),
-                Some(d) => {
-                    if park::park_deadline(d, WaitReason::Chan)
-                        && !self.done.load(Ordering::Acquire)
-                    {
-                        if self.try_abort() {
-                            return false;
-                        }
-                        // Claimed concurrently: the peer finishes within its critical section.
-                        while !self.done.load(Ordering::Acquire) {
-                            park::park_reason(WaitReason::Chan);
-                        }
-                        return true;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One queued send or receive. `slot` holds the value to send (sender) or the value
-/// received (receiver). Access is exclusive by protocol, so it needs no lock:
-/// 1. the owner fills it before publishing the record (under the channel lock);
-/// 2. the peer that wins the token's CAS ([`Waiter::claim`]) moves a value in or out, then
-///    sets `done` (Release) — no one else touches the slot meanwhile: other peers lose the
-///    CAS and the owner waits for `done` (or its own abort CAS fails);
-/// 3. the owner reads it once the token is settled ([`Waiter::take`]: `done` seen with
-///    Acquire, or the token aborted so no winner exists).
-pub(crate) struct Waiter<T> {
-    /// The token of a plain send/recv.
-    own: Token,
-    /// The shared token of a `select!`; when set, `own` is unused.
-    shared: Option<Arc<Token>>,
-    arm: u32,
-    /// Whether the token can go `WAITING -> ABORTED` (a deadline, or a `select!`). If not,
-    /// only a holder of the channel lock changes its state, and claiming it needs no CAS.
-    abortable: bool,
-    slot: UnsafeCell<Option<T>>,
-}
-
-// SAFETY: the only non-`Sync` field is `slot`, whose accesses from different threads never
-// overlap (the protocol above) and are ordered by the channel lock or by `done`'s
-// Release/Acquire pair; values of `T` cross threads through it, hence `T: Send`.
-unsafe impl<T: Send> Sync for Waiter<T> {}
-
-/// Proof that the caller won a record's token: exclusive access to its slot (step 2 of the
-/// protocol on [`Waiter`]). Dropping it finishes the token (sets `done`, unparks the owner).
-struct Claim<'a, T>(&'a Waiter<T>);
-
-impl<T> Claim<'_, T> {
-    fn put(&self, v: T) {
-        // SAFETY: a `Claim` exists only for the winner of the token's CAS, before `done` is
-        // set (in `drop`): nobody else accesses the slot meanwhile (see `Waiter`).
-        unsafe { *self.0.slot.get() = Some(v) }
-    }
-
-    fn take(&self) -> Option<T> {
-        // SAFETY: as in `put`.
-        unsafe { (*self.0.slot.get()).take() }
-    }
-}
-
-impl<T> Drop for Claim<'_, T> {
-    fn drop(&mut self) {
-        self.0.tok().finish();
-    }
-}
-
-impl<T> Waiter<T> {
-    /// The token this record is selected through.
-    pub(crate) fn tok(&self) -> &Token {
-        self.shared.as_deref().unwrap_or(&self.own)
-    }
-
-    /// Selects this record's token for its arm; `None` if it was already settled.
-    fn claim(&self) -> Option<Claim<'_, T>> {
-        let t = self.tok();
-        let won = if self.abortable {
-            t.try_select(self.arm)
-        } else {
-            t.select_unabortable(self.arm)
-        };
-        won.then_some(Claim(self))
-    }
-
-    /// The owner takes the slot's value once the token is settled (step 3 on [`Waiter`]).
-    pub(crate) fn take(&self) -> Option<T> {
-        let t = self.tok();
-        // Acquire: pairs with the Release store of `done` in `Token::finish`, so the winner's
-        // slot write happened before our read.
-        let settled = t.done.load(Ordering::Acquire) || t.state.load(Ordering::SeqCst) == ABORTED;
-        assert!(settled, "chan: waiter slot read before its token settled");
-        // SAFETY: the token is settled: either its winner finished (`done`, after which it
-        // never touches the slot) or it was aborted (no winner exists). Other records of a
-        // `select!` token are never touched by the winner. So access is exclusive.
-        unsafe { (*self.slot.get()).take() }
-    }
-}
 
 pub(crate) enum TryRecv<T> {
     Value(T),
@@ -246,73 +45,21 @@ pub(crate) enum TrySend<T> {
 pub(crate) struct State<T> {
     buf: VecDeque<T>,
     closed: bool,
-    recvq: WaitQueue<Arc<Waiter<T>>>,
-    sendq: WaitQueue<Arc<Waiter<T>>>,
-    /// Records popped from the queues, for reuse (see the module docs).
-    free: Vec<Arc<Waiter<T>>>,
+    recvq: WaitQueue<WaitPtr<T>>,
+    sendq: WaitQueue<WaitPtr<T>>,
 }
 
-/// Most records a channel keeps for reuse (bounds memory after a burst of blocked peers).
-const FREE_MAX: usize = 128;
-
 impl<T> State<T> {
-    /// A waiter record for the caller: a recycled one whose previous owner is gone, or new.
-    /// `deadline`: the owner may abort (a timed plain send/recv; a `select!` always may).
-    fn waiter(
-        &mut self,
-        shared: Option<&Arc<Token>>,
-        arm: usize,
-        v: Option<T>,
-        deadline: bool,
-    ) -> Arc<Waiter<T>> {
-        let abortable = deadline || shared.is_some();
-        // The token stores arm + 1 next to two markers; `select!` has a handful of arms.
-        let arm = match u32::try_from(arm) {
-            Ok(a) if a < ABORTED - 1 => a,
-            _ => crate::overflow::throw("State::waiter: select arm index out of range"),
-        };
-        while let Some(mut w) = self.free.pop() {
-            // Unique: the previous owner dropped its handle, so nobody else can see it.
-            if let Some(m) = Arc::get_mut(&mut w) {
-                if shared.is_none() {
-                    m.own.reset();
-                }
-                m.shared = shared.cloned();
-                m.arm = arm;
-                m.abortable = abortable;
-                *m.slot.get_mut() = v;
-                return w;
-            }
-            // Still held by its owner (just woken, not yet returned): let the owner free it.
-        }
-        Arc::new(Waiter {
-            own: Token::fresh(),
-            shared: shared.cloned(),
-            arm,
-            abortable,
-            slot: UnsafeCell::new(v),
-        })
-    }
-
-    /// Keeps a record popped from a queue for reuse.
-    fn recycle(&mut self, w: Arc<Waiter<T>>) {
-        if self.free.len() < FREE_MAX {
-            self.free.push(w);
-        }
-    }
-
     fn try_send(&mut self, v: T, cap: usize) -> TrySend<T> {
         if self.closed {
             return TrySend::Closed(v);
         }
         while let Some(w) = self.recvq.pop_front() {
             let Some(c) = w.claim() else {
-                self.recycle(w);
                 continue;
             };
             c.put(v);
             drop(c);
-            self.recycle(w);
             return TrySend::Sent;
         }
         if self.buf.len() < cap {
@@ -326,26 +73,17 @@ impl<T> State<T> {
         if let Some(v) = self.buf.pop_front() {
             // A slot freed up: move the oldest blocked sender's value in (keeps FIFO order).
             while let Some(w) = self.sendq.pop_front() {
-                let won = match w.claim() {
-                    Some(c) => {
-                        if let Some(x) = c.take() {
-                            self.buf.push_back(x);
-                        }
-                        true
+                if let Some(c) = w.claim() {
+                    if let Some(x) = c.take() {
+                        self.buf.push_back(x);
                     }
-                    None => false,
-                };
-                self.recycle(w);
-                if won {
                     break;
                 }
             }
             return TryRecv::Value(v);
         }
         while let Some(w) = self.sendq.pop_front() {
-            let x = w.claim().and_then(|c| c.take());
-            self.recycle(w);
-            if let Some(x) = x {
+            if let Some(x) = w.claim().and_then(|c| c.take()) {
                 return TryRecv::Value(x);
             }
         }
@@ -356,9 +94,23 @@ impl<T> State<T> {
         }
     }
 
-    fn peer_waiting(q: &WaitQueue<Arc<Waiter<T>>>, me: &Arc<Token>) -> bool {
-        q.iter()
-            .any(|w| !w.shared.as_ref().is_some_and(|t| Arc::ptr_eq(t, me)) && w.tok().is_waiting())
+    /// Is a record of another operation than the `select!` of `me` waiting in `q`?
+    fn peer_waiting(q: &WaitQueue<WaitPtr<T>>, me: &Arc<Token>) -> bool {
+        q.iter().any(|w| {
+            let w = w.get();
+            !w.shares(me) && w.tok().is_waiting()
+        })
+    }
+}
+
+/// Aborts if a plain operation unwinds while its record, on its stack, is still queued
+/// (nothing in the wait can panic today; this keeps a future panic from becoming a
+/// use-after-free). Defused with `mem::forget` once the record is out of reach.
+struct QueuedGuard;
+
+impl Drop for QueuedGuard {
+    fn drop(&mut self) {
+        crate::overflow::throw("Chan: unwinding with a waiter record still queued");
     }
 }
 
@@ -378,7 +130,6 @@ impl<T> Chan<T> {
                 closed: false,
                 recvq: WaitQueue::default(),
                 sendq: WaitQueue::default(),
-                free: Vec::new(),
             }),
             cap,
             senders: AtomicUsize::new(1),
@@ -422,20 +173,29 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TrySend::Full(v);
         }
-        let w = st.waiter(None, 0, Some(v), deadline.is_some());
-        st.sendq.push_back(w.clone());
+        let tok = Token::fresh();
+        // SAFETY: `tok` is declared before `w`, so it outlives it, and neither moves.
+        let w = unsafe { Waiter::plain(&tok, Some(v), deadline.is_some()) };
+        let guard = QueuedGuard;
+        // SAFETY: `w` (and `tok`) stay in this frame, unmoved and only shared, until no peer
+        // can reach them: below, we return only after `wait` saw the token released by its winner, or
+        // after removing the record under the lock; an unwind meanwhile aborts (`guard`).
+        st.sendq.push_back(unsafe { WaitPtr::new(&w) });
         drop(st);
-        if !w.own.wait(deadline) {
-            self.lock().sendq.retain(|x| !Arc::ptr_eq(x, &w));
-            return match w.take() {
+        let r = if tok.wait(deadline) {
+            match w.take() {
+                None => TrySend::Sent,
+                Some(v) => TrySend::Closed(v),
+            }
+        } else {
+            self.lock().sendq.retain(|x| !x.is(&w));
+            match w.take() {
                 Some(v) => TrySend::Full(v),
                 None => TrySend::Sent,
-            };
-        }
-        match w.take() {
-            None => TrySend::Sent,
-            Some(v) => TrySend::Closed(v),
-        }
+            }
+        };
+        std::mem::forget(guard);
+        r
     }
 
     /// Blocking receive; `Empty` means the deadline passed.
@@ -448,17 +208,24 @@ impl<T> Chan<T> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return TryRecv::Empty;
         }
-        let w = st.waiter(None, 0, None, deadline.is_some());
-        st.recvq.push_back(w.clone());
+        let tok = Token::fresh();
+        // SAFETY: `tok` is declared before `w`, so it outlives it, and neither moves.
+        let w = unsafe { Waiter::plain(&tok, None, deadline.is_some()) };
+        let guard = QueuedGuard;
+        // SAFETY: as in `send`.
+        st.recvq.push_back(unsafe { WaitPtr::new(&w) });
         drop(st);
-        if !w.own.wait(deadline) {
-            self.lock().recvq.retain(|x| !Arc::ptr_eq(x, &w));
-            return TryRecv::Empty;
-        }
-        match w.take() {
-            Some(v) => TryRecv::Value(v),
-            None => TryRecv::Closed,
-        }
+        let r = if tok.wait(deadline) {
+            match w.take() {
+                Some(v) => TryRecv::Value(v),
+                None => TryRecv::Closed,
+            }
+        } else {
+            self.lock().recvq.retain(|x| !x.is(&w));
+            TryRecv::Empty
+        };
+        std::mem::forget(guard);
+        r
     }
 
     /// Closes; wakes every waiter. Returns false if it was already closed.
@@ -483,14 +250,20 @@ impl<T> Chan<T> {
     }
 
     /// `select!` registration of a receive: `Err(())` if the arm is ready now.
-    pub(crate) fn register_recv(&self, tok: &Arc<Token>, arm: usize) -> Result<Arc<Waiter<T>>, ()> {
+    pub(crate) fn register_recv(
+        &self,
+        tok: &Arc<Token>,
+        arm: usize,
+    ) -> Result<Registered<'_, T>, ()> {
         let mut st = self.lock();
         if !st.buf.is_empty() || st.closed || State::peer_waiting(&st.sendq, tok) {
             return Err(());
         }
-        let w = st.waiter(Some(tok), arm, None, true);
-        st.recvq.push_back(w.clone());
-        Ok(w)
+        let r = Registered::new(self, Waiter::select(tok, arm, None), false);
+        // SAFETY: the box lives until `Registered` frees it, after unregistering it or
+        // seeing it released by its winner (see `Registered`).
+        st.recvq.push_back(unsafe { WaitPtr::new(r.rec()) });
+        Ok(r)
     }
 
     /// `select!` registration of a send: gives the value back if the arm is ready now.
@@ -499,20 +272,124 @@ impl<T> Chan<T> {
         tok: &Arc<Token>,
         arm: usize,
         v: T,
-    ) -> Result<Arc<Waiter<T>>, T> {
+    ) -> Result<Registered<'_, T>, T> {
         let mut st = self.lock();
         if st.closed || st.buf.len() < self.cap || State::peer_waiting(&st.recvq, tok) {
             return Err(v);
         }
-        let w = st.waiter(Some(tok), arm, Some(v), true);
-        st.sendq.push_back(w.clone());
-        Ok(w)
+        let r = Registered::new(self, Waiter::select(tok, arm, Some(v)), true);
+        // SAFETY: as in `register_recv`.
+        st.sendq.push_back(unsafe { WaitPtr::new(r.rec()) });
+        Ok(r)
+    }
+}
+
+/// A `select!` arm's record, boxed, queued on `chan`. Its methods and its drop free the box
+/// only once no peer can reach it (waiter.rs): after removing it from its queue under the
+/// lock, or after its token was released by the winner that popped it. Leaking a
+/// `Registered` leaks the box, which stays valid for the peers that may still meet it.
+pub(crate) struct Registered<'a, T> {
+    chan: &'a Chan<T>,
+    rec: NonNull<Waiter<T>>,
+    send: bool,
+}
+
+impl<'a, T> Registered<'a, T> {
+    fn new(chan: &'a Chan<T>, w: Waiter<T>, send: bool) -> Registered<'a, T> {
+        Registered {
+            chan,
+            rec: NonNull::from(Box::leak(Box::new(w))),
+            send,
+        }
     }
 
-    /// Removes a record of an aborted or not-selected `select!` arm.
-    pub(crate) fn unregister(&self, w: &Arc<Waiter<T>>, send: bool) {
-        let mut st = self.lock();
-        let q = if send { &mut st.sendq } else { &mut st.recvq };
-        q.retain(|x| !Arc::ptr_eq(x, w));
+    fn rec(&self) -> &Waiter<T> {
+        // SAFETY: the box is live until `free` (only called by the consuming methods), and
+        // nobody mutates a queued record except through its `UnsafeCell` slot and atomics.
+        unsafe { self.rec.as_ref() }
+    }
+
+    /// The arm was not selected (or the select aborted): removes the record from its queue
+    /// and hands back its value (a send arm's, which no peer took).
+    pub(crate) fn unregister(self) -> Option<T> {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` is never used again (nor dropped).
+        unsafe { me.unregister_and_free() }
+    }
+
+    /// # Safety
+    /// Called once; the `Registered` is not used afterwards (its record is freed).
+    unsafe fn unregister_and_free(&self) -> Option<T> {
+        {
+            let mut st = self.chan.lock();
+            let q = if self.send {
+                &mut st.sendq
+            } else {
+                &mut st.recvq
+            };
+            q.retain(|x| !x.is(self.rec()));
+        }
+        // SAFETY: out of the queue under the lock: no peer reaches the record any more, and a
+        // winner (if the token was selected through it) released it before unlocking.
+        let v = unsafe { self.rec().take_removed() };
+        // SAFETY: as just said, nobody else can reach the box; caller contract: once.
+        unsafe { self.free() };
+        v
+    }
+
+    /// The token was selected through this record: takes the result (a receive's value, or
+    /// a send's value back when `close` woke it) without taking the lock.
+    pub(crate) fn complete(self) -> Option<T> {
+        let me = std::mem::ManuallyDrop::new(self);
+        let w = me.rec();
+        if w.tok().selected() != Some(w.arm()) {
+            crate::overflow::throw("Registered::complete: token not selected through this arm");
+        }
+        // `take` checks that the winner released the token: it popped the record and no
+        // longer touches it, so nobody else can reach the box.
+        let v = w.take();
+        // SAFETY: as just said.
+        unsafe { me.free() };
+        v
+    }
+
+    /// # Safety
+    /// No peer can reach the record (see the type docs); called once.
+    unsafe fn free(&self) {
+        // SAFETY: caller contract; the box came from `Box::leak` in `new`.
+        drop(unsafe { Box::from_raw(self.rec.as_ptr()) });
+    }
+}
+
+impl<T> Drop for Registered<'_, T> {
+    fn drop(&mut self) {
+        // Neither consumed (an unwinding or leaked-then-dropped arm): unregister.
+        // SAFETY: called once, from `drop`; `self` is not used afterwards.
+        drop(unsafe { self.unregister_and_free() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Chan, TrySend};
+    use crate::chan::Token;
+
+    /// A `select!` record that is dropped unconsumed leaves its queue (and a send record
+    /// gives its value back through `unregister`), so no peer meets a freed record.
+    #[test]
+    fn registrations_leave_the_queue() {
+        let c = Chan::<u32>::new(0);
+        let tok = Token::new();
+        let r = c.register_recv(&tok, 0).ok().unwrap();
+        drop(r);
+        assert!(matches!(c.try_send(1), TrySend::Full(1)));
+        let s = c.register_send(&tok, 1, 7).ok().unwrap();
+        assert_eq!(s.unregister(), Some(7));
+        assert!(matches!(c.try_recv(), super::TryRecv::Empty));
+        // A queued registration is claimed by a peer; `complete` hands over the value.
+        let r = c.register_recv(&tok, 2).ok().unwrap();
+        assert!(matches!(c.try_send(5), TrySend::Sent));
+        assert_eq!(tok.selected(), Some(2));
+        assert_eq!(r.complete(), Some(5));
     }
 }

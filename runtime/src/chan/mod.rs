@@ -14,6 +14,7 @@
 //! * `cap()` is `None` for unbounded channels.
 mod core;
 mod lock;
+mod waiter;
 mod waitq;
 
 use std::fmt;
@@ -21,7 +22,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use self::core::{Chan, Token, TryRecv, TrySend, Waiter};
+pub(crate) use self::core::{Chan, Registered, TryRecv, TrySend};
+pub(crate) use self::waiter::Token;
 
 /// A channel of capacity `cap`; `cap == 0` is unbuffered: a send completes only when a
 /// receiver has taken the value (Go's `make(chan T, cap)`).

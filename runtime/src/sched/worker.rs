@@ -221,28 +221,37 @@ fn run_task(c: &'static WorkerCtx, task: TaskRef) {
     if task.owner.load(Ordering::Relaxed) != c.index && !start_fresh(c, &task) {
         return;
     }
-    c.current.set(TaskRef::as_ptr(&task));
+    // The run queue's count of the task: held as a raw pointer while the task runs, and left
+    // with the task when it parks (the unparker that moves it out of `PARKED` takes it back
+    // for the run queue, see `Task::unpark_raw`), so a park/wake-up pair costs no
+    // reference-count RMW.
+    let p = TaskRef::into_raw(task);
+    c.current.set(p);
+    // SAFETY: `p` holds the count just given up by `task`, so the task is live.
+    let t = unsafe { &*p };
     // `running_id` is cleared when the worker leaves the fast path (`find_runnable_slow`) or
     // does slower work between coroutines (`start_fresh`, `finish_task`), not after every
     // resume: between two resumes on the fast path the worker runs only the few instructions
     // of the switch, and the monitor keys on `switches` anyway.
-    w.running_id.store(task.ident.id, Ordering::Relaxed);
+    w.running_id.store(t.ident.id, Ordering::Relaxed);
     // Each worker is the only writer of its counters: a plain load+store is enough.
     let sw = &w.counters.switches;
     sw.store(sw.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     // SAFETY: we are the owner worker's thread (owner was just checked or claimed, and a task
     // sits in exactly one queue, so nobody else resumes it), and the worker loop never
     // resumes re-entrantly.
-    let r = unsafe { task.resume() };
+    let r = unsafe { t.resume() };
     c.current.set(std::ptr::null());
     match r {
-        // Whoever unparks the task holds its own reference (the waiter word or a clone).
+        // The parked task keeps the count (see above); `t` is not used again.
         CoroutineResult::Yield(Suspend::Park) => {}
         CoroutineResult::Yield(Suspend::Yield) => {
             // The phase stays RUNNING while queued (see the state machine in task.rs).
-            c.local.push_back(task);
+            // SAFETY: the count given up above, taken back once (the task did not park).
+            c.local.push_back(unsafe { TaskRef::from_raw(p) });
         }
-        CoroutineResult::Return(()) => finish_task(c, task),
+        // SAFETY: as for `Yield`.
+        CoroutineResult::Return(()) => finish_task(c, unsafe { TaskRef::from_raw(p) }),
     }
 }
 

@@ -39,8 +39,7 @@
 //! move to (be stolen by) another worker. That is the whole argument for the `Send`/`Sync`
 //! impls below. A task dropped while suspended leaks its stack instead of unwinding it on a
 //! foreign thread.
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use corosensei::CoroutineResult;
 
@@ -163,7 +162,10 @@ pub(crate) struct Task {
     born: u32,
     /// Owner-thread-only: the run-time half in the task's stack slot (see [`Ext`]); null
     /// before the first run (unless the spawn allocated the stack) and after the finish.
-    ext: Cell<*mut Ext>,
+    /// Atomic only so that a poller may read it as a prefetch address (`prefetch_stack`):
+    /// the owner's Relaxed loads and stores are plain moves, and a steal hands a task (and
+    /// this pointer) over through the run queue's release/acquire.
+    ext: AtomicPtr<Ext>,
     /// The spawn closure, then the result for the `JoinHandle` (one allocation per spawn).
     pub(crate) slot: Slot,
     /// Roughly the stack pointer at the last park (a hint for `prefetch_stack`; 0: none).
@@ -174,7 +176,8 @@ pub(crate) struct Task {
 /// staleness); a `u32` of them spans two years.
 const BORN_SHIFT: u32 = 24;
 
-// The only non-thread-safe field is `ext` (and the `Ext` it points to). It is accessed only by
+// The only non-thread-safe state is the `Ext` that `ext` points to (the pointer itself is
+// atomic only for prefetch hints: its Relaxed accesses below are the owner's). It is used only by
 // `Task::new` (before the task is shared), `Task::take_fresh`, `Task::install`,
 // `Task::resume`, `Task::finish`, `Task::suspend`, `Task::set_yielder` and `Drop` (`&mut`),
 // which the scheduler calls only on the thread of the task's owner worker, and only while the
@@ -215,7 +218,7 @@ impl Task {
             owner: Owner(AtomicU32::new(u32::MAX)),
             stack_kib: u32::try_from(stack_size.div_ceil(1024)).unwrap_or(u32::MAX),
             born: u32::try_from(now.saturating_sub(rt.epoch) >> BORN_SHIFT).unwrap_or(u32::MAX),
-            ext: Cell::new(ext),
+            ext: AtomicPtr::new(ext),
             slot,
             park_sp: AtomicUsize::new(0),
         }
@@ -253,7 +256,8 @@ impl Task {
             self.state.fetch_or(RUNNING, Ordering::AcqRel);
         }
         // (The overflow handler names the coroutine through the worker's current task.)
-        let ext = self.ext.get();
+        // Relaxed: owner-thread-only (see `ext`).
+        let ext = self.ext.load(Ordering::Relaxed);
         if ext.is_null() {
             overflow::throw("Task::resume: task not started or finished");
         }
@@ -274,7 +278,8 @@ impl Task {
     /// frames live across the switch cost mispredicted returns (see `spawn::yield_now`).
     #[inline]
     fn suspend(&self, why: Suspend) {
-        let ext = self.ext.get();
+        // Relaxed: owner-thread-only (see `ext`).
+        let ext = self.ext.load(Ordering::Relaxed);
         let y = if ext.is_null() {
             std::ptr::null()
         } else {
@@ -362,6 +367,10 @@ impl Task {
         for i in 0..PREFETCH_LINES {
             prefetch(base.wrapping_add(i * 64));
         }
+        // The `Ext` (top of the stack slot) that `resume` reads first. Relaxed: a hint; the
+        // owner may change it concurrently only while the task runs, and a stale address is
+        // harmless to a prefetch.
+        prefetch(self.ext.load(Ordering::Relaxed) as usize);
     }
 }
 

@@ -63,7 +63,9 @@ impl Task {
     /// # Safety
     /// Owner thread only (the worker that just claimed the task), before the first resume.
     pub(crate) unsafe fn take_fresh(&self) -> Option<SlabStack> {
-        let ext = self.ext.replace(std::ptr::null_mut());
+        // Relaxed: owner-thread-only (see `Task::ext`).
+        let ext = self.ext.load(Ordering::Relaxed);
+        self.ext.store(std::ptr::null_mut(), Ordering::Relaxed);
         if ext.is_null() {
             return None;
         }
@@ -89,7 +91,8 @@ impl Task {
         // SAFETY: the `Ext` keeps `stack` next to the coroutine, and `finish` (or `Drop`)
         // gives the stack back only once the coroutine is done (or leaks both).
         let coro = Coroutine::with_stack(unsafe { stack.view() }, body);
-        self.ext.set(new_ext(stack, Some(coro)));
+        // Relaxed: owner-thread-only (see `Task::ext`).
+        self.ext.store(new_ext(stack, Some(coro)), Ordering::Relaxed);
     }
 
     /// After the coroutine returned: marks DONE and hands back its stack.
@@ -98,7 +101,9 @@ impl Task {
     /// Owner thread only, after `resume` returned `CoroutineResult::Return`.
     pub(crate) unsafe fn finish(&self) -> SlabStack {
         self.state.store(DONE, Ordering::Release);
-        let ext = self.ext.replace(std::ptr::null_mut());
+        // Relaxed: owner-thread-only (see `Task::ext`).
+        let ext = self.ext.load(Ordering::Relaxed);
+        self.ext.store(std::ptr::null_mut(), Ordering::Relaxed);
         if ext.is_null() {
             overflow::throw("Task::finish: no coroutine");
         }
@@ -116,7 +121,8 @@ impl Task {
 
     /// Called by the coroutine body on its first run.
     pub(crate) fn set_yielder(&self, y: &Yielder<(), Suspend>) {
-        let ext = self.ext.get();
+        // Relaxed: owner-thread-only (see `Task::ext`).
+        let ext = self.ext.load(Ordering::Relaxed);
         if ext.is_null() {
             overflow::throw("Task::set_yielder: task not started");
         }

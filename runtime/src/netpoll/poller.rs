@@ -74,25 +74,22 @@ impl Poller {
     }
 
     /// Non-blocking poll unless another thread is polling this instance right now. Returns
-    /// true if it polled.
-    pub(crate) fn try_poll(&self) -> bool {
+    /// the number of events handled, `None` if it did not poll.
+    pub(crate) fn try_poll(&self) -> Option<usize> {
         match self.events.try_lock() {
-            Ok(mut evs) => {
-                self.poll_locked(&mut evs, 0);
-                true
-            }
-            Err(_) => false,
+            Ok(mut evs) => Some(self.poll_locked(&mut evs, 0)),
+            Err(_) => None,
         }
     }
 
     /// Blocks in `epoll_wait` for at most `timeout_ms` (-1: no limit) until an event or a
-    /// wake-up, and readies what the events wake.
-    pub(crate) fn poll_blocking(&self, timeout_ms: i32) {
+    /// wake-up, and readies what the events wake. Returns the number of events handled.
+    pub(crate) fn poll_blocking(&self, timeout_ms: i32) -> usize {
         let mut evs = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        self.poll_locked(&mut evs, timeout_ms);
+        self.poll_locked(&mut evs, timeout_ms)
     }
 
-    fn poll_locked(&self, evs: &mut [libc::epoll_event], timeout_ms: i32) {
+    fn poll_locked(&self, evs: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
         // SAFETY: `evs` is a valid buffer of `evs.len()` events, exclusively ours (lock held).
         let n = unsafe {
             libc::epoll_wait(
@@ -103,7 +100,7 @@ impl Poller {
             )
         };
         if n <= 0 {
-            return; // EINTR or timeout
+            return 0; // EINTR or timeout
         }
         let evs = &evs[..n as usize];
         // The descriptors, task headers and stacks that events lead to are cold (one of each
@@ -174,5 +171,6 @@ impl Poller {
                 }
             }
         }
+        evs.len()
     }
 }

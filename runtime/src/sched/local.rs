@@ -98,6 +98,22 @@ impl<T> LocalQueue<T> {
         })
     }
 
+    /// Runs `f` on the item `pop_front` would return next, if any. `f` must not touch this
+    /// queue (the worker passes a cache-prefetch hint).
+    #[inline]
+    pub(crate) fn peek_front_with(&self, f: impl FnOnce(&T)) {
+        self.with(|q| {
+            let slot = if q.head == q.tail {
+                q.spill.front()
+            } else {
+                q.ring[q.head as usize % RING].as_ref()
+            };
+            if let Some(t) = slot {
+                f(t);
+            }
+        })
+    }
+
     /// Pushes every item in order. The iterator (foreign code) runs outside the queue's borrow.
     pub(crate) fn push_all(&self, iter: impl IntoIterator<Item = T>) {
         for t in iter {

@@ -50,6 +50,9 @@ pub(crate) struct WorkerCtx {
     tick: Cell<u32>,
     rng: Cell<u64>,
     spinning: Cell<bool>,
+    /// Fast-path pops left that prefetch the next task's lines: set to the event count of
+    /// this worker's last poll (see `find_runnable`).
+    pipeline: Cell<u32>,
     /// Whether spinning has paid off lately (see `idle::spin_for_work`).
     spin_credit: Cell<i32>,
     /// This worker's warm stacks (no lock on the spawn/exit path; see stack/cache.rs).
@@ -200,6 +203,7 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         tick: Cell::new(PERIOD - 1),
         rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
         spinning: Cell::new(false),
+        pipeline: Cell::new(0),
         spin_credit: Cell::new(idle::SPIN_CREDIT_MAX / 2),
         stacks: StackCache::new(&rt.stacks),
         ids: Cell::new((0, 0)),
@@ -372,8 +376,11 @@ fn poll_and_timers(c: &'static WorkerCtx) {
     if rt.next_timer() <= now {
         rt.run_timers(now);
     }
-    if c.w.poller.has_registrations() && c.w.poller.try_poll() {
-        c.w.counters.polls.fetch_add(1, Ordering::Relaxed);
+    if c.w.poller.has_registrations() {
+        if let Some(n) = c.w.poller.try_poll() {
+            c.w.counters.polls.fetch_add(1, Ordering::Relaxed);
+            c.pipeline.set(n as u32);
+        }
     }
 }
 
@@ -400,6 +407,14 @@ fn find_runnable(c: &'static WorkerCtx) -> Option<TaskRef> {
     if tick != 0 && c.w.inbox_len.load(Ordering::SeqCst) == 0 && !c.spinning.get() {
         if let Some(t) = c.runnext.take().or_else(|| c.local.pop_front()) {
             c.tick.set(tick - 1);
+            // Software pipelining after a netpoll batch (up to 128 tasks woken at once, whose
+            // prefetches in the poller are evicted by the time the later ones run): start
+            // loading the cold lines of the next task while this one runs.
+            let k = c.pipeline.get();
+            if k != 0 {
+                c.pipeline.set(k - 1);
+                c.local.peek_front_with(|n| n.prefetch_stack());
+            }
             return Some(t);
         }
     }

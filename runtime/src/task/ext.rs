@@ -92,7 +92,8 @@ impl Task {
         // gives the stack back only once the coroutine is done (or leaks both).
         let coro = Coroutine::with_stack(unsafe { stack.view() }, body);
         // Relaxed: owner-thread-only (see `Task::ext`).
-        self.ext.store(new_ext(stack, Some(coro)), Ordering::Relaxed);
+        self.ext
+            .store(new_ext(stack, Some(coro)), Ordering::Relaxed);
     }
 
     /// After the coroutine returned: marks DONE and hands back its stack.

@@ -141,7 +141,8 @@ fn sleep_in_poller(c: &'static WorkerCtx, timer_role: bool) {
             ((next - now).div_ceil(1_000_000)).min(i32::MAX as u64) as i32
         };
     }
-    c.w.poller.poll_blocking(timeout_ms);
+    let n = c.w.poller.poll_blocking(timeout_ms);
+    c.pipeline.set(n as u32);
     if timer_role {
         rt.timer_poll_until.store(0, Ordering::SeqCst);
     }

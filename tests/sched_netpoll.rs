@@ -292,3 +292,37 @@ fn regular_file_fd_reads_without_registration() {
     assert_eq!(s, "hello");
     std::fs::remove_file(&path).unwrap();
 }
+
+// Cooperative budget (`gort::io::IO_BUDGET`): a coroutine whose I/O never waits still lets a
+// peer pinned to the same worker run (Go gets this from preemption; without the budget this
+// loop would run all its 100k operations before the peer's first instruction).
+#[test]
+fn io_that_never_waits_still_yields_to_peers() {
+    let rt = runtime::Builder::new().workers(1).build().unwrap();
+    let ops = rt.run(|| {
+        let (r, w) = Fd::pipe().unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ran2 = ran.clone();
+        let peer = gort::spawn(move || ran2.store(true, std::sync::atomic::Ordering::SeqCst));
+        let mut ops = 0u32;
+        let mut buf = [0u8; 1];
+        // Each write and read completes at once: the pipe has room, and we drain it.
+        while !ran.load(std::sync::atomic::Ordering::SeqCst) && ops < 100_000 {
+            (&w).write_all(&[1]).unwrap();
+            (&r).read_exact(&mut buf).unwrap();
+            ops += 1;
+        }
+        peer.join().unwrap();
+        ops
+    });
+    assert!(
+        ops < 100_000,
+        "the peer never ran during {ops} non-waiting operations"
+    );
+    // The budget yields every `IO_BUDGET` operations on an fd, and a never-run peer is taken
+    // at least every 61 scheduling ticks (the fairness period), hence this bound.
+    assert!(
+        ops <= 64 * gort::io::IO_BUDGET,
+        "the peer ran only after {ops} operations"
+    );
+}

@@ -27,7 +27,7 @@
 //! fall back to the syscall first, so the deadline rule above still holds.
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use crate::fdmutex::{Closed, FdMutex, Kind};
@@ -51,7 +51,15 @@ pub struct Fd {
     /// touched under the read lock, whose acquire/release orders successive readers, so
     /// Relaxed accesses suffice.
     drained: AtomicBool,
+    /// Operations on this fd that completed without waiting since the last wait on it (either
+    /// direction): the cooperative budget (see `Fd::spend`). Readers and writers update it
+    /// under different locks, so concurrent updates may lose counts; it is a heuristic.
+    streak: AtomicU32,
 }
+
+/// Operations on one fd that may complete in a row without waiting before the coroutine
+/// yields once (tokio's coop budget; Go gets the same fairness from preemption).
+pub const IO_BUDGET: u32 = 128;
 
 /// Holds a read, write or plain reference on an [`Fd`]; released on drop.
 pub struct FdGuard<'a> {
@@ -161,6 +169,7 @@ impl Fd {
             is_socket,
             short_read_drains: false,
             drained: AtomicBool::new(false),
+            streak: AtomicU32::new(0),
         })
     }
 
@@ -251,32 +260,79 @@ impl Fd {
     }
 
     /// Runs a read-side syscall `f` under the read lock, parking on `EAGAIN` until readable.
-    pub fn read_with<R>(&self, mut f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
-        let _g = self.lock_read()?;
+    pub fn read_with<R>(&self, f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
+        let (r, waited) = self.read_with_locked(f);
+        self.spend(waited);
+        r
+    }
+
+    fn read_with_locked<R>(
+        &self,
+        mut f: impl FnMut(RawFd) -> io::Result<R>,
+    ) -> (io::Result<R>, bool) {
+        let _g = match self.lock_read() {
+            Ok(g) => g,
+            Err(e) => return (Err(e), false),
+        };
         // `f` may peek or read records, and its waits consume readiness: the drained hint of
         // the last plain read no longer describes the queue.
         // Relaxed: under the read lock (see `drained`).
         if self.drained.load(Ordering::Relaxed) {
             self.drained.store(false, Ordering::Relaxed);
         }
+        let mut waited = false;
         loop {
             match f(self.fd) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.wait_read()?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    waited = true;
+                    if let Err(e) = self.reg.wait_read() {
+                        return (Err(e), waited);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
+                r => return (r, waited),
             }
         }
     }
 
     /// Runs a write-side syscall `f` under the write lock, parking on `EAGAIN`.
     pub fn write_with<R>(&self, mut f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
-        let _g = self.lock_write()?;
-        loop {
-            match f(self.fd) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.wait_write()?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return r,
+        let mut waited = false;
+        let r = (|| {
+            let _g = self.lock_write()?;
+            loop {
+                match f(self.fd) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        waited = true;
+                        self.reg.wait_write()?
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => return r,
+                }
             }
+        })();
+        self.spend(waited);
+        r
+    }
+
+    /// The cooperative budget, after an operation (its lock released): a wait resets the
+    /// streak; the `IO_BUDGET`-th operation in a row that did not wait yields the coroutine
+    /// once, so a peer that keeps this fd always ready (a fast sender, a burst of connections)
+    /// cannot keep the worker from the other coroutines pinned to it. Plain threads never
+    /// yield here (the kernel schedules them).
+    #[inline]
+    fn spend(&self, waited: bool) {
+        // Relaxed: a heuristic counter; it publishes nothing (see `streak`).
+        if waited {
+            self.streak.store(0, Ordering::Relaxed);
+            return;
+        }
+        let n = self.streak.load(Ordering::Relaxed) + 1;
+        if n < IO_BUDGET {
+            self.streak.store(n, Ordering::Relaxed);
+        } else {
+            self.streak.store(0, Ordering::Relaxed);
+            crate::spawn::yield_if_coroutine();
         }
     }
 
@@ -298,12 +354,25 @@ impl Fd {
     fn read_stream(
         &self,
         len: usize,
+        f: impl FnMut(RawFd) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let mut waited = false;
+        let r = self.read_stream_locked(len, f, &mut waited);
+        self.spend(waited);
+        r
+    }
+
+    fn read_stream_locked(
+        &self,
+        len: usize,
         mut f: impl FnMut(RawFd) -> io::Result<usize>,
+        waited: &mut bool,
     ) -> io::Result<usize> {
         let _g = self.lock_read()?;
         // Relaxed: under the read lock (see `drained`).
         if self.drained.load(Ordering::Relaxed) {
             self.drained.store(false, Ordering::Relaxed);
+            *waited = true;
             self.reg.wait_read_drained()?;
         }
         loop {
@@ -314,7 +383,10 @@ impl Fd {
                     }
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.wait_read()?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *waited = true;
+                    self.reg.wait_read()?
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -344,6 +416,13 @@ impl Fd {
             let _g = self.incref()?;
             return Ok(0);
         }
+        let mut waited = false;
+        let r = self.write_all_locked(buf, &mut waited);
+        self.spend(waited);
+        r
+    }
+
+    fn write_all_locked(&self, buf: &[u8], waited: &mut bool) -> io::Result<usize> {
         let _g = self.lock_write()?;
         let mut done = 0;
         while done < buf.len() {
@@ -353,6 +432,7 @@ impl Fd {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *waited = true;
                     if let Err(e) = self.reg.wait_write() {
                         return if done > 0 { Ok(done) } else { Err(e) };
                     }

@@ -191,6 +191,13 @@ pub fn yield_now() {
     }
 }
 
+/// [`yield_now`] in a coroutine; nothing on a plain thread.
+pub(crate) fn yield_if_coroutine() {
+    if let Some(t) = worker::current_task() {
+        t.yield_now();
+    }
+}
+
 /// Identity of the running coroutine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CoroutineInfo {

@@ -182,7 +182,7 @@ impl<T> JoinHandle<T> {
 
     /// The coroutine's name, if it was given one.
     pub fn name(&self) -> Option<&str> {
-        self.task.ident.name.as_deref().map(|n| &**n)
+        self.task.ident.name()
     }
 }
 

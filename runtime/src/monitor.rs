@@ -146,11 +146,10 @@ fn warn_stuck(rt: &Shared, worker: usize, id: u64, for_ns: u64) {
     let (name, site) = match crate::registry::find(rt, id) {
         Some(t) => (
             t.ident
-                .name
-                .clone()
+                .name()
                 .map(|n| format!(" \"{n}\""))
                 .unwrap_or_default(),
-            t.ident.site.to_string(),
+            t.ident.site().to_string(),
         ),
         None => (String::new(), "<unknown>".into()),
     };
@@ -268,13 +267,13 @@ pub(crate) fn dump(rt: &Shared) -> String {
             t.ident.id,
             age.as_secs_f64()
         );
-        if let Some(n) = &t.ident.name {
+        if let Some(n) = t.ident.name() {
             let _ = write!(out, " \"{n}\"");
         }
         let _ = writeln!(
             out,
             ":\n\tspawned at {}, stack {} KiB\n",
-            t.ident.site,
+            t.ident.site(),
             t.stack_size() / 1024
         );
     }

@@ -21,20 +21,11 @@
 // The scheduler (merged separately) is the caller; until then parts are test-only.
 
 use std::cell::{Cell, RefCell};
-use std::panic::Location;
 use std::ptr;
 use std::sync::{Once, OnceLock};
 
-/// Identity of a coroutine, shown when it overflows its stack.
-pub(crate) struct CoroIdent {
-    /// Coroutine id.
-    pub id: u64,
-    /// Optional user-given name (a thin box: 16 bytes less per task than a `String`, 8 less
-    /// than a `Box<str>`; names are rare, a second allocation for them is cheap).
-    pub name: Option<Box<Box<str>>>,
-    /// Where it was spawned.
-    pub site: &'static Location<'static>,
-}
+mod ident;
+pub(crate) use ident::CoroIdent;
 
 thread_local! {
     /// The coroutine this thread is running, or null. Const-initialized and without a
@@ -122,17 +113,18 @@ fn overflow_message(m: &mut Msg, who: Option<&CoroIdent>, usable: usize) {
         Some(c) => {
             m.push(b"coroutine ");
             m.push_u64(c.id);
-            if let Some(name) = &c.name {
+            if let Some(name) = c.name() {
                 m.push(b" \"");
                 m.push(name.as_bytes());
                 m.push(b"\"");
             }
+            let site = c.site();
             m.push(b" (spawned at ");
-            m.push(c.site.file().as_bytes());
+            m.push(site.file().as_bytes());
             m.push(b":");
-            m.push_u64(c.site.line().into());
+            m.push_u64(site.line().into());
             m.push(b":");
-            m.push_u64(c.site.column().into());
+            m.push_u64(site.column().into());
             m.push(b")");
         }
         None => m.push(b"unknown coroutine"),
@@ -315,6 +307,7 @@ pub(crate) fn init_thread() {
 mod tests {
     use super::*;
     use crate::stack::{test_child, StackPool, DEFAULT_STACK, MIN_STACK};
+    use std::panic::Location;
 
     #[inline(never)]
     fn recurse(depth: u64) -> u64 {
@@ -343,11 +336,7 @@ mod tests {
     #[test]
     fn overflow_names_the_coroutine() {
         let name = "overflow::tests::overflow_names_the_coroutine";
-        let ident = CoroIdent {
-            id: 17,
-            name: Some(Box::new("worker-conn".into())),
-            site: Location::caller(),
-        };
+        let ident = CoroIdent::new(17, Some("worker-conn".into()), Location::caller());
         if test_child::is_child(name) {
             overflow_in_coroutine(DEFAULT_STACK, Some(&ident));
         }
@@ -356,9 +345,9 @@ mod tests {
         assert_eq!(test_child::signal(&out), Some(libc::SIGABRT), "{err}");
         let want = format!(
             "fatal error: coroutine 17 \"worker-conn\" (spawned at {}:{}:{}) overflowed its 64 KiB stack; raise it with gort::Builder::new().stack_size(..)",
-            ident.site.file(),
-            ident.site.line(),
-            ident.site.column()
+            ident.site().file(),
+            ident.site().line(),
+            ident.site().column()
         );
         assert!(err.contains(&want), "{err}");
     }

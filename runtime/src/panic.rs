@@ -31,7 +31,7 @@ pub(crate) fn install_hook() {
                 .location()
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
                 .unwrap_or_else(|| "<unknown>".into());
-            let name = match &t.ident.name {
+            let name = match t.ident.name() {
                 Some(n) => format!(" \"{n}\""),
                 None => String::new(),
             };

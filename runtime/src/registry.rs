@@ -20,21 +20,25 @@
 //! blocked in its operation) may reach it without a count of its own (`BorrowedUnparker`).
 use std::sync::Mutex;
 
-use crate::sched::{worker, Shared};
+use crate::sched::worker::WorkerCtx;
+use crate::sched::Shared;
 use crate::slab::{Cache, Pooled};
 use crate::task::{Task, TaskRef, DONE};
 
 /// Cells for spawns from threads that are not workers.
 static OUTSIDE: Mutex<Cache<Task>> = Mutex::new(Cache::new());
 
-/// Builds the task `make` returns in a pool cell (from the calling worker's cache, else
-/// [`OUTSIDE`]) and returns two references to it (for the run queue and the `JoinHandle`),
-/// keeping a third count for the registry until [`release`].
+/// Builds the task `make` returns in a pool cell (from the cache of `worker`, the calling
+/// worker thread's context, else [`OUTSIDE`]) and returns two references to it (for the run
+/// queue and the `JoinHandle`), keeping a third count for the registry until [`release`].
 #[inline]
-pub(crate) fn insert(make: impl FnOnce() -> Task) -> (TaskRef, TaskRef) {
+pub(crate) fn insert(
+    worker: Option<&WorkerCtx>,
+    make: impl FnOnce() -> Task,
+) -> (TaskRef, TaskRef) {
     // The three counts are set at once (no atomic increments).
-    let task = match worker::task_cells() {
-        Some(cells) => cells.borrow_mut().alloc_with(3, make),
+    let task = match worker {
+        Some(c) => c.task_cells().borrow_mut().alloc_with(3, make),
         None => OUTSIDE
             .lock()
             .unwrap_or_else(|e| e.into_inner())

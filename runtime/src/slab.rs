@@ -326,7 +326,8 @@ impl<T: Pooled> Cache<T> {
     /// saves copying a large `T`) with a count of `refs` (at least 1): the returned `Ref` owns
     /// one; the caller owns the other `refs - 1` and takes each back with
     /// `Ref::from_raw(Ref::as_ptr(..))` (saving an atomic increment per reference).
-    #[inline]
+    // Always inlined, with `make`: the value is then built in the cell, not copied into it.
+    #[inline(always)]
     pub(crate) fn alloc_with(&mut self, refs: usize, make: impl FnOnce() -> T) -> Ref<T> {
         if refs == 0 {
             crate::overflow::throw("Cache::alloc_with: no reference");

@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering;
 use crate::join::{JoinHandle, Packet};
 use crate::overflow::CoroIdent;
 use crate::registry;
-use crate::sched::{self, worker, Shared};
+use crate::sched::worker::{self, WorkerCtx};
+use crate::sched::{self, Shared};
 use crate::slot::Slot;
 use crate::task::{Task, WaitReason};
 
@@ -55,10 +56,12 @@ impl Builder {
         T: Send + 'static,
     {
         let site = Location::caller();
-        spawn_in(sched::current_or_default(), self, site, f)
+        let (rt, worker) = sched::current_or_default_ctx();
+        spawn_on(rt, worker, self, site, f)
     }
 }
 
+/// Spawns on `rt` (from whichever thread).
 pub(crate) fn spawn_in<F, T>(
     rt: &'static Shared,
     b: Builder,
@@ -69,7 +72,23 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let worker = worker::current_index(rt);
+    spawn_on(rt, worker::ctx_of(rt), b, site, f)
+}
+
+/// Spawns on `rt`; `worker` is the calling thread's context when it is one of `rt`'s workers
+/// (looked up once by the caller: the spawn path reads no other thread-local).
+#[inline]
+fn spawn_on<F, T>(
+    rt: &'static Shared,
+    worker: Option<&'static WorkerCtx>,
+    b: Builder,
+    site: &'static Location<'static>,
+    f: F,
+) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
     let size = b
         .stack_size
         .unwrap_or(rt.cfg.stack_size)
@@ -82,29 +101,24 @@ where
     } else {
         None
     };
-    let id = worker::next_id(rt);
-    let ident = CoroIdent {
-        id,
-        name: b.name.map(|n| Box::new(n.into_boxed_str())),
-        site,
+    let id = match worker {
+        Some(c) => c.next_id(),
+        // Relaxed: a unique-number counter; it publishes no data (pairs with nothing).
+        None => rt.next_id.fetch_add(1, Ordering::Relaxed),
     };
-    let (task, for_handle) = registry::insert(|| Task::new(rt, ident, size, Slot::new(f), stack));
-    match worker {
-        // Each worker is the only writer of its counters: a plain load + store (Relaxed, a
-        // statistic: pairs with nothing).
-        Some(i) => {
-            let c = &rt.workers[i].counters.spawned;
-            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        }
-        // Plain threads share the outside counters.
-        None => {
-            rt.outside.spawned.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    let ident = CoroIdent::new(id, b.name, site);
+    let (task, for_handle) =
+        registry::insert(worker, || Task::new(rt, ident, size, Slot::new(f), stack));
     // SAFETY: the slot was just made with result type `T`, and this is the task's only handle.
     let handle = unsafe { JoinHandle::from_task(for_handle) };
-    if let Err(task) = worker::try_spawn_local(rt, task) {
-        rt.inject(task);
+    match worker {
+        Some(c) => c.spawn_local(task),
+        None => {
+            // Plain threads share the outside counters (Relaxed: a statistic, pairs with
+            // nothing).
+            rt.outside.spawned.fetch_add(1, Ordering::Relaxed);
+            rt.inject(task);
+        }
     }
     Ok(handle)
 }
@@ -120,7 +134,8 @@ where
     T: Send + 'static,
 {
     let site = Location::caller();
-    match spawn_in(sched::current_or_default(), Builder::new(), site, f) {
+    let (rt, worker) = sched::current_or_default_ctx();
+    match spawn_on(rt, worker, Builder::new(), site, f) {
         Ok(h) => h,
         Err(e) => panic!("gort::spawn: {e}"),
     }
@@ -220,7 +235,7 @@ impl CoroutineInfo {
 pub fn current() -> Option<CoroutineInfo> {
     worker::current_task().map(|t| CoroutineInfo {
         id: t.ident.id,
-        name: t.ident.name.as_deref().map(|n| String::from(&**n)),
+        name: t.ident.name().map(String::from),
     })
 }
 

@@ -6,12 +6,13 @@
 //! cell of the task pool ([`TaskRef`], slab.rs), which goes back to the pool, to be reused by a
 //! later spawn, once nothing references it.
 //!
-//! The header is kept to 120 bytes (a 128-byte cell; every byte counts because a `JoinHandle`
+//! The header is kept to 104 bytes (a 112-byte cell; every byte counts because a `JoinHandle`
 //! keeps it alive after the coroutine finished, and a burst of spawns pays mostly for fresh
 //! pages): what only a started task needs and only its owner thread touches (the corosensei
-//! coroutine, its stack and its yielder: [`Ext`], task/ext.rs) lives in the top bytes of the task's own stack
-//! slot, recycled hot with the stack; the name is a thin box, and the birth time and stack
-//! size are `u32`s.
+//! coroutine, its stack and its yielder: [`Ext`], task/ext.rs) lives in the top bytes of the
+//! task's own stack slot, recycled hot with the stack; the spawn site and the rare name share
+//! one word (`CoroIdent`), the closure-or-result buffer is 24 bytes (slot.rs), and the birth
+//! time and stack size are `u32`s.
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
@@ -145,7 +146,7 @@ pub(crate) fn prefetch(addr: usize) {
     let _ = addr;
 }
 
-/// One coroutine and its scheduling header (120 bytes: a pool cell of 128).
+/// One coroutine and its scheduling header (104 bytes: a pool cell of 112).
 pub(crate) struct Task {
     pub(crate) ident: CoroIdent,
     pub(crate) rt: &'static Shared,

@@ -320,9 +320,24 @@ pub(crate) fn default_config() -> Config {
 
 /// The runtime of the calling worker, else the default one (started lazily).
 pub(crate) fn current_or_default() -> &'static Shared {
-    if let Some(rt) = worker::current_rt() {
-        return rt;
+    match worker::current_rt() {
+        Some(rt) => rt,
+        None => default_rt(),
     }
+}
+
+/// [`current_or_default`] for a spawn: also the calling worker's context (one thread-local
+/// read), `None` on a plain thread.
+#[inline]
+pub(crate) fn current_or_default_ctx() -> (&'static Shared, Option<&'static worker::WorkerCtx>) {
+    match worker::ctx() {
+        Some(c) => (c.rt, Some(c)),
+        None => (default_rt(), None),
+    }
+}
+
+/// The default runtime, started on first use.
+fn default_rt() -> &'static Shared {
     DEFAULT.get_or_init(|| {
         let rt = match Shared::new(default_config()) {
             Ok(rt) => rt,

@@ -73,8 +73,15 @@ thread_local! {
 }
 
 #[inline]
-fn ctx() -> Option<&'static WorkerCtx> {
+pub(crate) fn ctx() -> Option<&'static WorkerCtx> {
     CTX.with(|c| c.get())
+}
+
+/// The calling thread's context if it is a worker of `rt` (one thread-local read; a spawn
+/// passes it down instead of looking it up again at every step).
+#[inline]
+pub(crate) fn ctx_of(rt: &Shared) -> Option<&'static WorkerCtx> {
+    ctx().filter(|c| std::ptr::eq(c.rt, rt))
 }
 
 pub(crate) fn current_rt() -> Option<&'static Shared> {
@@ -140,43 +147,40 @@ pub(crate) fn try_ready_local(rt: &Shared, owner: usize, task: TaskRef) -> Resul
     }
 }
 
-/// The calling worker thread's task-pool cells (of whichever runtime), for `registry::insert`.
-pub(crate) fn task_cells() -> Option<&'static RefCell<Cache<Task>>> {
-    ctx().map(|c| &c.cells)
-}
-
-/// A fresh coroutine id of `rt`: from the calling worker's reserved batch when it is one of
-/// `rt`'s workers (one atomic RMW per [`ID_BATCH`] spawns, as Go's `goidcache`), else directly.
-/// Ids stay unique within the runtime; across workers they are not in spawn order.
-pub(crate) fn next_id(rt: &Shared) -> u64 {
-    match ctx() {
-        Some(c) if std::ptr::eq(c.rt, rt) => {
-            let (mut next, mut end) = c.ids.get();
-            if next == end {
-                // Relaxed: a unique-number counter; it publishes no data (pairs with nothing).
-                next = rt.next_id.fetch_add(ID_BATCH, Ordering::Relaxed);
-                end = next + ID_BATCH;
-            }
-            c.ids.set((next + 1, end));
-            next
-        }
-        // Relaxed: as above.
-        _ => rt.next_id.fetch_add(1, Ordering::Relaxed),
+impl WorkerCtx {
+    /// This worker thread's task-pool cells, for `registry::insert`.
+    #[inline]
+    pub(crate) fn task_cells(&self) -> &RefCell<Cache<Task>> {
+        &self.cells
     }
-}
 
-/// Pushes a never-run task on the current worker's ring; Err if the caller is not a worker
-/// of `rt`.
-pub(crate) fn try_spawn_local(rt: &'static Shared, task: TaskRef) -> Result<(), TaskRef> {
-    match ctx() {
-        Some(c) if std::ptr::eq(c.rt, rt) => {
-            if let Err(batch) = c.w.runq.push(task) {
-                rt.inject_batch(batch);
-            }
-            rt.wake_idle();
-            Ok(())
+    /// A fresh coroutine id of this worker's runtime, from its reserved batch (one atomic RMW
+    /// per [`ID_BATCH`] spawns, as Go's `goidcache`). Ids stay unique within the runtime;
+    /// across workers they are not in spawn order.
+    #[inline]
+    pub(crate) fn next_id(&self) -> u64 {
+        let (mut next, mut end) = self.ids.get();
+        if next == end {
+            // Relaxed: a unique-number counter; it publishes no data (pairs with nothing).
+            next = self.rt.next_id.fetch_add(ID_BATCH, Ordering::Relaxed);
+            end = next + ID_BATCH;
         }
-        _ => Err(task),
+        self.ids.set((next + 1, end));
+        next
+    }
+
+    /// Counts a spawn and pushes the never-run task on this worker's ring (Go's `runqput` +
+    /// `wakep`).
+    #[inline]
+    pub(crate) fn spawn_local(&self, task: TaskRef) {
+        // Each worker is the only writer of its counters: a plain load + store (Relaxed, a
+        // statistic: pairs with nothing).
+        let c = &self.w.counters.spawned;
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if let Err(batch) = self.w.runq.push(task) {
+            self.rt.inject_batch(batch);
+        }
+        self.rt.wake_idle();
     }
 }
 

@@ -3,7 +3,10 @@
 //! One monitor per runtime. It
 //! - warns once when a worker has been inside one coroutine longer than the watchdog
 //!   threshold (10 ms by default), naming the coroutine and its spawn site (Go preempts
-//!   instead; gort has no preemption, so it reports);
+//!   instead; gort has no preemption, so it reports). Before warning it watches one more
+//!   tick and stays silent while the kernel keeps the worker thread waiting for a CPU most of
+//!   the time (`/proc/self/task/TID/schedstat`), which on a loaded machine would otherwise
+//!   blame a short coroutine for the kernel's preemption;
 //! - polls the network and runs expired timers when no worker has done so for 10 ms (all
 //!   workers busy in long coroutines), as sysmon does;
 //! - trims the stack pool once a second (Go's scavenger): surplus freed stacks give their
@@ -63,8 +66,8 @@ fn monitor_main(rt: &'static Shared) {
     let busy_tick = threshold
         .map(|t| (t / 2).clamp(Duration::from_millis(1), Duration::from_millis(10)))
         .unwrap_or(Duration::from_millis(10));
-    // Per worker: (switch count, running id) last seen, since when, and whether we warned.
-    let mut seen: Vec<(u64, u64, u64, bool)> = vec![(0, 0, 0, false); rt.nworkers()];
+    let mut seen: Vec<Seen> = vec![Seen::default(); rt.nworkers()];
+    let busy_tick_ns = busy_tick.as_nanos() as u64;
     let mut last_poll = nanotime();
     let mut last_polls: Vec<u64> = vec![0; rt.nworkers()];
     let mut last_trim = nanotime();
@@ -104,11 +107,36 @@ fn monitor_main(rt: &'static Shared) {
                 let id = w.running_id.load(Ordering::Relaxed);
                 let sw = w.counters.switches.load(Ordering::Relaxed);
                 let s = &mut seen[i];
-                if id == 0 || (sw, id) != (s.0, s.1) {
-                    *s = (sw, id, now, false);
-                } else if !s.3 && now.saturating_sub(s.2) > th {
-                    s.3 = true;
-                    warn_stuck(rt, i, id, now.saturating_sub(s.2));
+                if id == 0 || (sw, id) != (s.switches, s.id) {
+                    *s = Seen {
+                        switches: sw,
+                        id,
+                        since: now,
+                        ..Seen::default()
+                    };
+                } else if !s.warned && now.saturating_sub(s.since) > th {
+                    // Confirm before warning: over a window of at least a tick, the worker
+                    // thread must not have spent most of its time waiting for a CPU. On a
+                    // loaded machine the kernel can hold a worker off the CPU for longer than
+                    // the threshold in the middle of a short coroutine; that is not the
+                    // coroutine's doing. (A coroutine blocked in a syscall does not wait for
+                    // a CPU, so it is reported.)
+                    let tid = w.tid.load(Ordering::SeqCst);
+                    match (run_delay_ns(tid), s.confirm) {
+                        (None, _) => s.warned = true,
+                        (Some(rd), None) => s.confirm = Some((now, rd)),
+                        (Some(rd), Some((t0, rd0))) if now.saturating_sub(t0) >= busy_tick_ns => {
+                            if descheduled(now - t0, rd.saturating_sub(rd0)) {
+                                s.confirm = Some((now, rd));
+                            } else {
+                                s.warned = true;
+                            }
+                        }
+                        _ => {}
+                    }
+                    if s.warned {
+                        warn_stuck(rt, i, id, now.saturating_sub(s.since));
+                    }
                 }
             }
         }
@@ -140,6 +168,40 @@ fn monitor_main(rt: &'static Shared) {
             }
         }
     }
+}
+
+/// What the watchdog last saw of one worker.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    /// The worker's switch count and running coroutine, unchanged since `since`.
+    switches: u64,
+    id: u64,
+    since: u64,
+    /// Whether this stretch was reported.
+    warned: bool,
+    /// Past the threshold: the start of the confirmation window and the thread's run-queue
+    /// wait (`run_delay_ns`) then.
+    confirm: Option<(u64, u64)>,
+}
+
+/// The time thread `tid` of this process has spent runnable but waiting for a CPU
+/// (`/proc/self/task/TID/schedstat`, second field), if the kernel reports it.
+fn run_delay_ns(tid: i32) -> Option<u64> {
+    if tid <= 0 {
+        return None;
+    }
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    parse_run_delay(&s)
+}
+
+fn parse_run_delay(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// True if, over a window of `window_ns`, a thread that waited `waited_ns` for a CPU was
+/// kept off the CPU most of the time (more than three quarters).
+fn descheduled(window_ns: u64, waited_ns: u64) -> bool {
+    waited_ns.saturating_mul(4) > window_ns.saturating_mul(3)
 }
 
 fn warn_stuck(rt: &Shared, worker: usize, id: u64, for_ns: u64) {
@@ -278,4 +340,29 @@ pub(crate) fn dump(rt: &Shared) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_parsing_and_the_descheduled_rule() {
+        assert_eq!(
+            parse_run_delay("768640894 425400541 1423\n"),
+            Some(425_400_541)
+        );
+        assert_eq!(parse_run_delay("12"), None);
+        assert_eq!(parse_run_delay(""), None);
+        // Our own thread's file exists and parses (the kernel has schedstats here).
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        assert!(run_delay_ns(tid).is_some());
+        assert_eq!(run_delay_ns(0), None);
+        // Waiting for a CPU most of the window: the kernel's doing, no warning.
+        assert!(descheduled(10_000_000, 9_000_000));
+        // Running (or blocked in a syscall) most of the window: the coroutine's doing.
+        assert!(!descheduled(10_000_000, 5_000_000));
+        assert!(!descheduled(10_000_000, 0));
+    }
 }

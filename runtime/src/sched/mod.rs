@@ -20,7 +20,7 @@ pub(crate) mod worker;
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -65,6 +65,9 @@ pub(crate) struct WorkerShared {
     /// Watchdog: id of the coroutine being run (0 = none). The monitor pairs it with
     /// `counters.switches` to notice a worker that stays in one coroutine (Go's `schedtick`).
     pub(crate) running_id: AtomicU64,
+    /// The worker thread's kernel id (0 until it starts), for the watchdog's look at its
+    /// scheduling statistics.
+    pub(crate) tid: AtomicI32,
 }
 
 /// Runtime configuration (from `runtime::Builder`).
@@ -124,6 +127,7 @@ impl Shared {
                     timers: TimerHeap::new(),
                     counters: Counters::default(),
                     running_id: AtomicU64::new(0),
+                    tid: AtomicI32::new(0),
                 })
             })
             .collect::<io::Result<_>>()?;

@@ -197,6 +197,9 @@ fn next_rand(c: &WorkerCtx) -> u64 {
 pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
     crate::overflow::init_thread();
     let _ = rt.workers[index].thread.set(std::thread::current());
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    rt.workers[index].tid.store(tid, Ordering::SeqCst);
     let c: &'static WorkerCtx = Box::leak(Box::new(WorkerCtx {
         rt,
         w: &rt.workers[index],

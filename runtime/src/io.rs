@@ -81,49 +81,7 @@ fn cvt_isize(r: isize) -> io::Result<usize> {
     }
 }
 
-// Raw syscalls for the hot paths. glibc's `read`/`write`/`send` are pthread cancellation
-// points: each call enables and disables asynchronous cancellation around the syscall (about
-// 40 instructions per call, 3 calls per echo round trip). gort never cancels threads, so it
-// calls the kernel directly, as Go's runtime does.
-
-/// `read(2)` without the cancellation-point wrapper.
-///
-/// # Safety
-/// `buf` must be valid for `len` bytes of writes.
-unsafe fn sys_read(fd: RawFd, buf: *mut u8, len: usize) -> isize {
-    // SAFETY: the caller guarantees `buf`/`len`; the kernel checks `fd`.
-    unsafe { libc::syscall(libc::SYS_read, fd as libc::c_long, buf, len) as isize }
-}
-
-/// `write(2)` without the cancellation-point wrapper.
-///
-/// # Safety
-/// `buf` must be valid for `len` bytes of reads.
-unsafe fn sys_write(fd: RawFd, buf: *const u8, len: usize) -> isize {
-    // SAFETY: the caller guarantees `buf`/`len`; the kernel checks `fd`.
-    unsafe { libc::syscall(libc::SYS_write, fd as libc::c_long, buf, len) as isize }
-}
-
-/// `send(2)` (as `sendto` with no address, which is what glibc's `send` does) without the
-/// cancellation-point wrapper.
-///
-/// # Safety
-/// `buf` must be valid for `len` bytes of reads.
-unsafe fn sys_send(fd: RawFd, buf: *const u8, len: usize, flags: libc::c_int) -> isize {
-    let none: *const libc::sockaddr = std::ptr::null();
-    // SAFETY: the caller guarantees `buf`/`len`; a null address with length 0 is `send`.
-    unsafe {
-        libc::syscall(
-            libc::SYS_sendto,
-            fd as libc::c_long,
-            buf,
-            len,
-            flags as libc::c_long,
-            none,
-            0 as libc::c_long,
-        ) as isize
-    }
-}
+mod sys;
 
 fn is_socket(fd: RawFd) -> bool {
     let mut ty: libc::c_int = 0;
@@ -345,7 +303,7 @@ impl Fd {
         let len = buf.len();
         self.read_stream(len, |fd| {
             // SAFETY: `buf` is valid for `buf.len()` writable bytes.
-            cvt_isize(unsafe { sys_read(fd, buf.as_mut_ptr(), len) })
+            unsafe { sys::read(fd, buf.as_mut_ptr(), len) }
         })
     }
 
@@ -445,13 +403,13 @@ impl Fd {
 
     fn write_once(&self, buf: &[u8]) -> io::Result<usize> {
         // SAFETY: `buf` is valid for `buf.len()` readable bytes.
-        cvt_isize(unsafe {
+        unsafe {
             if self.is_socket {
-                sys_send(self.fd, buf.as_ptr(), buf.len(), libc::MSG_NOSIGNAL)
+                sys::send(self.fd, buf.as_ptr(), buf.len(), libc::MSG_NOSIGNAL)
             } else {
-                sys_write(self.fd, buf.as_ptr(), buf.len())
+                sys::write(self.fd, buf.as_ptr(), buf.len())
             }
-        })
+        }
     }
 
     /// Vectored write (one syscall's worth; may be partial).

@@ -289,7 +289,7 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
                         t.set_yielder(y);
                         // SAFETY: this body runs once, for the task whose `take_fresh`
                         // ran on this, its owner, thread.
-                        unsafe { t.slot.start(None) };
+                        unsafe { t.slot.start(&t.slot_flags, None) };
                     }
                     None => crate::overflow::throw("coroutine body: no current task"),
                 }
@@ -302,7 +302,7 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
             eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
             // SAFETY: `take_fresh` ran just above on this thread (and, by the `owner` check,
             // once), and the closure is never run (no coroutine was built).
-            unsafe { task.slot.start(Some(e)) };
+            unsafe { task.slot.start(&task.slot_flags, Some(e)) };
             task.finish_unstarted();
             // SAFETY: every task is spawned through `registry::insert`, and it finishes once.
             unsafe { crate::registry::release(task) };

@@ -152,6 +152,16 @@ pub(crate) fn prefetch(addr: usize) {
     let _ = addr;
 }
 
+/// Prefetch hint for the task header at `addr` (a `Ref<Task>` pointer as an address: the
+/// cell's count word before it and the header after it; never dereferenced, 0 is ignored).
+#[inline(always)]
+pub(crate) fn prefetch_header(addr: usize) {
+    if addr != 0 {
+        prefetch(addr.wrapping_sub(8));
+        prefetch(addr.wrapping_add(std::mem::size_of::<Task>() - 1));
+    }
+}
+
 /// One coroutine and its scheduling header (88 bytes: a pool cell of 96).
 pub(crate) struct Task {
     pub(crate) ident: CoroIdent,

@@ -452,7 +452,13 @@ fn find_runnable_slow(c: &'static WorkerCtx) -> Option<TaskRef> {
         }
         drain_inbox(c);
         let next = c.runnext.take();
-        if let Some(t) = next.or_else(|| pop_local(c)).or_else(|| me.runq.pop()) {
+        if let Some(t) = next.or_else(|| pop_local(c)) {
+            return found(c, t);
+        }
+        if let Some(t) = me.runq.pop() {
+            // Fresh tasks run back to back: start loading the next one's header (written on
+            // the spawner's core, so a cache miss each) while this one starts and runs.
+            crate::task::prefetch_header(me.runq.peek_hint());
             return found(c, t);
         }
         if let Some(t) = take_injector(c) {

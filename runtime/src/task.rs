@@ -68,34 +68,6 @@ pub(crate) const PARKED: u8 = 2;
 pub(crate) const DONE: u8 = 3;
 const NOTIFIED: u8 = 0b100;
 
-/// Worker index meaning "never ran yet": such a task may be stolen.
-pub(crate) const NO_OWNER: usize = usize::MAX;
-
-/// Most workers a runtime may have: worker indices fit an [`Owner`]'s `u16` (`u16::MAX` is
-/// [`NO_OWNER`]).
-pub(crate) const MAX_WORKERS: usize = u16::MAX as usize;
-
-/// A worker index (or [`NO_OWNER`]) in 2 bytes: a million live tasks are 6 MB smaller than
-/// with an `AtomicUsize`. Read and written as `usize`, with the orderings of `AtomicU16`.
-pub(crate) struct Owner(AtomicU16);
-
-impl Owner {
-    #[inline]
-    pub(crate) fn load(&self, order: Ordering) -> usize {
-        match self.0.load(order) {
-            u16::MAX => NO_OWNER,
-            i => i as usize,
-        }
-    }
-
-    pub(crate) fn store(&self, index: usize, order: Ordering) {
-        match u16::try_from(index) {
-            Ok(i) if i != u16::MAX => self.0.store(i, order),
-            _ => overflow::throw("Owner::store: worker index out of range"),
-        }
-    }
-}
-
 /// What a parked task waits for, for the goroutine dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -237,7 +209,7 @@ impl Task {
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),
             slot_flags,
-            owner: Owner(AtomicU16::new(u16::MAX)),
+            owner: Owner::new(),
             stack_kib: u32::try_from(stack_size.div_ceil(1024)).unwrap_or(u32::MAX),
             born: u32::try_from(now.saturating_sub(rt.epoch) >> BORN_SHIFT).unwrap_or(u32::MAX),
             ext: AtomicPtr::new(ext),
@@ -506,4 +478,6 @@ fn bump(c: &std::sync::atomic::AtomicU64) {
 }
 
 mod ext;
+mod owner;
 use ext::{new_ext, Ext};
+pub(crate) use owner::{Owner, MAX_WORKERS, NO_OWNER};

@@ -163,7 +163,11 @@ impl<T> JoinHandle<T> {
     pub fn join(self) -> Result<T, JoinError> {
         // SAFETY: `from_task`'s contract: the slot's result type is `T` and this handle, the
         // unique joiner, is consumed here.
-        let r = unsafe { self.task.slot.wait::<T>(WaitReason::Join) };
+        let r = unsafe {
+            self.task
+                .slot
+                .wait::<T>(&self.task.slot_flags, WaitReason::Join)
+        };
         r.map_err(|payload| JoinError {
             payload,
             id: self.task.ident.id,
@@ -172,7 +176,7 @@ impl<T> JoinHandle<T> {
 
     /// True once the coroutine has finished.
     pub fn is_finished(&self) -> bool {
-        self.task.slot.is_done()
+        crate::slot::Slot::is_done(&self.task.slot_flags)
     }
 
     /// The coroutine's id.

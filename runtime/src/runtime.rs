@@ -33,9 +33,9 @@ impl Builder {
         }
     }
 
-    /// Number of worker threads (at least 1).
+    /// Number of worker threads (at least 1, at most 65535).
     pub fn workers(mut self, n: usize) -> Builder {
-        self.cfg.workers = n.max(1);
+        self.cfg.workers = n.clamp(1, crate::task::MAX_WORKERS);
         self
     }
 

@@ -8,6 +8,10 @@
 //! `Task` a sized type behind a thin `TaskRef` (the runqueues and `Unparker` words need thin
 //! pointers), whose cells the task pool reuses (see slab.rs).
 //!
+//! The slot's two flag bytes (join state and what the buffer holds) are a separate
+//! [`SlotFlags`] that the task keeps with its other small fields (a `Slot` holding them would
+//! pad them to a word: 8 bytes more in every task header), so every method takes both.
+//!
 //! Invariants: `holds` says what the buffer holds (`NONE`, `CLOSURE`, `RESULT`) and is
 //! accessed, like the buffer, by one thread at a time, handed over by happens-before edges:
 //! the spawner builds the slot by value (before the task is published on a queue); the
@@ -32,7 +36,7 @@ use crate::task::WaitReason;
 /// Bytes of closure or result stored inline; larger values are boxed. Three words: a closure
 /// capturing up to three pointers or integers, and any `std::thread::Result` of a value up to
 /// two words (a panic payload is a two-word box), stay inline. Every byte here is in every task
-/// header (see task.rs); 32 made the header a 128-byte cell instead of 112.
+/// header (see task.rs); 32 made the header a 128-byte cell instead of 112 (then).
 pub(crate) const INLINE: usize = 24;
 
 /// Join states.
@@ -125,10 +129,16 @@ unsafe fn run<F: FnOnce() -> T, T>(buf: *mut u8, err: Option<io::Error>) {
     unsafe { put(buf, r) }
 }
 
-/// A task's closure-then-result and join state (see the module comment).
-pub(crate) struct Slot {
+/// A slot's join state and what its buffer holds (see the module comment): kept apart from
+/// the [`Slot`] so that the task packs them with its other small fields.
+pub(crate) struct SlotFlags {
     state: AtomicU8,
     holds: UnsafeCell<u8>,
+}
+
+/// A task's closure-then-result (see the module comment); its flags are a [`SlotFlags`].
+/// Not `Drop`: its owner calls [`Slot::drop_contents`] with the flags.
+pub(crate) struct Slot {
     vt: &'static VTable,
     /// `Unparker::into_raw` of the joiner, or 0.
     waiter: UnsafeCell<usize>,
@@ -140,13 +150,18 @@ pub(crate) struct Slot {
 // thread at a time, handed over by the happens-before edges in the module comment.
 // SAFETY: so moving a slot between threads moves only `Send` data.
 unsafe impl Send for Slot {}
+// SAFETY: `holds` is a plain byte, accessed under the protocol of the module comment.
+unsafe impl Send for SlotFlags {}
+// SAFETY: shared access touches `holds` only under the protocol of the module comment (never
+// concurrently); `state` is atomic.
+unsafe impl Sync for SlotFlags {}
 // SAFETY: shared access from several threads touches `buf`, `holds` and `waiter` only under the
 // protocol of the module comment (never concurrently); the rest is atomic or immutable.
 unsafe impl Sync for Slot {}
 
 impl Slot {
-    /// A slot holding `f`, whose result will be a `std::thread::Result<T>`.
-    pub(crate) fn new<F, T>(f: F) -> Slot
+    /// A slot holding `f`, whose result will be a `std::thread::Result<T>`, and its flags.
+    pub(crate) fn new<F, T>(f: F) -> (SlotFlags, Slot)
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -154,13 +169,16 @@ impl Slot {
         let mut buf = Buf(MaybeUninit::uninit());
         // SAFETY: the buffer is new, empty and ours alone.
         unsafe { put::<F>(buf.0.as_mut_ptr().cast(), f) };
-        Slot {
+        let flags = SlotFlags {
             state: AtomicU8::new(EMPTY),
             holds: UnsafeCell::new(CLOSURE),
+        };
+        let slot = Slot {
             vt: &Vt::<F, T>::VT,
             waiter: UnsafeCell::new(0),
             buf: UnsafeCell::new(buf),
-        }
+        };
+        (flags, slot)
     }
 
     fn buf(&self) -> *mut u8 {
@@ -171,11 +189,11 @@ impl Slot {
     /// start), stores the result and wakes the joiner.
     ///
     /// # Safety
-    /// Called at most once per slot, by the worker that took the task fresh
-    /// (`Task::take_fresh` returned `Some`), on its thread.
-    pub(crate) unsafe fn start(&self, err: Option<io::Error>) {
+    /// `flags` are this slot's (made with it by `new`). Called at most once per slot, by the
+    /// worker that took the task fresh (`Task::take_fresh` returned `Some`), on its thread.
+    pub(crate) unsafe fn start(&self, flags: &SlotFlags, err: Option<io::Error>) {
         // SAFETY: caller contract: we are the only thread touching `holds`/`buf` until DONE.
-        let holds = unsafe { &mut *self.holds.get() };
+        let holds = unsafe { &mut *flags.holds.get() };
         if *holds != CLOSURE {
             crate::overflow::throw("Slot::start: no closure (started twice?)");
         }
@@ -187,7 +205,7 @@ impl Slot {
         *holds = RESULT;
         // AcqRel: Release publishes `buf`/`holds`; Acquire pairs with the joiner's Release CAS
         // that published `waiter`.
-        if self.state.swap(DONE, Ordering::AcqRel) == WAITING {
+        if flags.state.swap(DONE, Ordering::AcqRel) == WAITING {
             // SAFETY: the joiner wrote `waiter` before its CAS to WAITING, which we observed,
             // and never touches it again.
             let w = unsafe { mem::replace(&mut *self.waiter.get(), 0) };
@@ -198,25 +216,29 @@ impl Slot {
         }
     }
 
-    /// True once the result is stored.
-    pub(crate) fn is_done(&self) -> bool {
+    /// True once the result is stored (`flags` are this slot's).
+    pub(crate) fn is_done(flags: &SlotFlags) -> bool {
         // Acquire: pairs with the AcqRel swap in `start`.
-        self.state.load(Ordering::Acquire) == DONE
+        flags.state.load(Ordering::Acquire) == DONE
     }
 
     /// Waits for the result and takes it.
     ///
     /// # Safety
-    /// The slot was made by `Slot::new::<F, T>` with this `T`, and the caller is its unique
-    /// joiner, calling `wait` at most once.
-    pub(crate) unsafe fn wait<T>(&self, why: WaitReason) -> std::thread::Result<T> {
-        if !self.is_done() {
+    /// The slot and `flags` were made together by `Slot::new::<F, T>` with this `T`, and the
+    /// caller is its unique joiner, calling `wait` at most once.
+    pub(crate) unsafe fn wait<T>(
+        &self,
+        flags: &SlotFlags,
+        why: WaitReason,
+    ) -> std::thread::Result<T> {
+        if !Slot::is_done(flags) {
             let me = park::unparker().into_raw();
             // SAFETY: only the (unique) joiner writes `waiter`, before the CAS below; the
             // completer reads it only after seeing WAITING.
             unsafe { *self.waiter.get() = me };
             // Release: publishes `waiter` (pairs with the AcqRel swap in `start`).
-            if self
+            if flags
                 .state
                 .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
@@ -225,13 +247,13 @@ impl Slot {
                 // SAFETY: as above, and `me` is decoded once (the word is cleared).
                 drop(unsafe { Unparker::from_raw(mem::replace(&mut *self.waiter.get(), 0)) });
             }
-            while !self.is_done() {
+            while !Slot::is_done(flags) {
                 park::park_reason(why);
             }
         }
         // SAFETY: DONE was observed with Acquire, so the completer's writes are visible and it
         // will not touch `holds`/`buf` again; the joiner is unique (caller contract).
-        let holds = unsafe { &mut *self.holds.get() };
+        let holds = unsafe { &mut *flags.holds.get() };
         if *holds != RESULT {
             crate::overflow::throw("Slot::wait: result taken twice");
         }
@@ -240,12 +262,12 @@ impl Slot {
         // contract on `T`), and we just marked it empty.
         unsafe { take::<std::thread::Result<T>>(self.buf()) }
     }
-}
 
-impl Drop for Slot {
-    fn drop(&mut self) {
+    /// Drops what the buffer holds and the joiner's unparker, if any (the slot's `Drop`,
+    /// called by its owner with `&mut` access to both halves).
+    pub(crate) fn drop_contents(&mut self, flags: &mut SlotFlags) {
         let buf = self.buf();
-        match *self.holds.get_mut() {
+        match *flags.holds.get_mut() {
             // SAFETY: `&mut self`: nobody else accesses the buffer; `holds` says what it holds
             // and the vtable was made for the slot's `(F, T)`.
             CLOSURE => unsafe { (self.vt.drop_closure)(buf) },
@@ -258,6 +280,8 @@ impl Drop for Slot {
             // SAFETY: a non-zero word came from `Unparker::into_raw` and was never decoded.
             drop(unsafe { Unparker::from_raw(w) });
         }
+        *flags.holds.get_mut() = NONE;
+        *self.waiter.get_mut() = 0;
     }
 }
 
@@ -266,6 +290,36 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
+
+    /// A slot with its flags, dropped like a task drops them.
+    struct Both(SlotFlags, Slot);
+
+    fn mk<F: FnOnce() -> T + Send + 'static, T: Send + 'static>(f: F) -> Both {
+        let (flags, slot) = Slot::new(f);
+        Both(flags, slot)
+    }
+
+    impl Both {
+        /// # Safety
+        /// As for [`Slot::start`].
+        unsafe fn start(&self, err: Option<io::Error>) {
+            // SAFETY: caller contract; the flags are this slot's.
+            unsafe { self.1.start(&self.0, err) }
+        }
+
+        /// # Safety
+        /// As for [`Slot::wait`].
+        unsafe fn wait<T>(&self, why: WaitReason) -> std::thread::Result<T> {
+            // SAFETY: caller contract; the flags are this slot's.
+            unsafe { self.1.wait(&self.0, why) }
+        }
+    }
+
+    impl Drop for Both {
+        fn drop(&mut self) {
+            self.1.drop_contents(&mut self.0);
+        }
+    }
 
     struct CountDrop(Arc<AtomicUsize>);
     impl Drop for CountDrop {
@@ -276,14 +330,14 @@ mod tests {
 
     #[test]
     fn small_and_large_closures_and_results() {
-        let s = Slot::new(|| 7u8);
+        let s = mk(|| 7u8);
         // SAFETY: first and only start, on this thread.
         unsafe { s.start(None) };
         // SAFETY: made with T = u8; unique joiner.
         assert_eq!(unsafe { s.wait::<u8>(WaitReason::Join) }.unwrap(), 7);
 
         let big = [3u64; 16];
-        let s = Slot::new(move || big);
+        let s = mk(move || big);
         // SAFETY: as above.
         unsafe { s.start(None) };
         // SAFETY: T = [u64; 16]; unique joiner.
@@ -293,7 +347,7 @@ mod tests {
 
     #[test]
     fn panics_and_start_errors_become_err() {
-        let s = Slot::new(|| -> u32 { panic!("boom") });
+        let s = mk(|| -> u32 { panic!("boom") });
         // SAFETY: first and only start.
         unsafe { s.start(None) };
         // SAFETY: T = u32.
@@ -301,7 +355,7 @@ mod tests {
 
         let n = Arc::new(AtomicUsize::new(0));
         let c = CountDrop(n.clone());
-        let s = Slot::new(move || drop(c));
+        let s = mk(move || drop(c));
         // SAFETY: first and only start.
         unsafe { s.start(Some(io::Error::other("no stack"))) };
         assert_eq!(
@@ -319,17 +373,17 @@ mod tests {
         let n = Arc::new(AtomicUsize::new(0));
         // Never started: the closure (and what it captured) is dropped.
         let c = CountDrop(n.clone());
-        drop(Slot::new(move || drop(c)));
+        drop(mk(move || drop(c)));
         assert_eq!(n.load(Ordering::SeqCst), 1);
         // Finished, never joined: the result is dropped (inline and boxed).
         let n2 = n.clone();
-        let s = Slot::new(move || CountDrop(n2));
+        let s = mk(move || CountDrop(n2));
         // SAFETY: first and only start.
         unsafe { s.start(None) };
         drop(s);
         assert_eq!(n.load(Ordering::SeqCst), 2);
         let n3 = n.clone();
-        let s = Slot::new(move || (CountDrop(n3), [0u64; 8]));
+        let s = mk(move || (CountDrop(n3), [0u64; 8]));
         // SAFETY: first and only start.
         unsafe { s.start(None) };
         drop(s);
@@ -338,7 +392,7 @@ mod tests {
 
     #[test]
     fn joiner_on_another_thread_is_woken() {
-        let s = Arc::new(Slot::new(|| String::from("hi")));
+        let s = Arc::new(mk(|| String::from("hi")));
         let s2 = s.clone();
         let j = std::thread::spawn(move || {
             // SAFETY: T = String; this thread is the unique joiner.

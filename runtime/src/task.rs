@@ -6,13 +6,15 @@
 //! cell of the task pool ([`TaskRef`], slab.rs), which goes back to the pool, to be reused by a
 //! later spawn, once nothing references it.
 //!
-//! The header is kept to 104 bytes (a 112-byte cell; every byte counts because a `JoinHandle`
+//! The header is kept to 88 bytes (a 96-byte cell; every byte counts because a `JoinHandle`
 //! keeps it alive after the coroutine finished, and a burst of spawns pays mostly for fresh
 //! pages): what only a started task needs and only its owner thread touches (the corosensei
 //! coroutine, its stack and its yielder: [`Ext`], task/ext.rs) lives in the top bytes of the
 //! task's own stack slot, recycled hot with the stack; the spawn site and the rare name share
-//! one word (`CoroIdent`), the closure-or-result buffer is 24 bytes (slot.rs), and the birth
-//! time and stack size are `u32`s.
+//! one word (`CoroIdent`), the closure-or-result buffer is 24 bytes (slot.rs) and its two
+//! flag bytes sit with the other small fields, the birth time and stack size are `u32`s, the
+//! owner a `u16` (at most [`MAX_WORKERS`] workers), and the park-time stack pointer hint a
+//! `u16` count of cache lines below the `Ext`.
 //!
 //! # State machine
 //! `state` packs a phase (`RUNNABLE`, `RUNNING`, `PARKED`, `DONE`) and a `NOTIFIED` bit:
@@ -40,14 +42,14 @@
 //! move to (be stolen by) another worker. That is the whole argument for the `Send`/`Sync`
 //! impls below. A task dropped while suspended leaks its stack instead of unwinding it on a
 //! foreign thread.
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU16, AtomicU8, Ordering};
 
 use corosensei::CoroutineResult;
 
 use crate::overflow::{self, CoroIdent};
 use crate::sched::Shared;
 use crate::slab::{Pool, Pooled, Ref};
-use crate::slot::Slot;
+use crate::slot::{Slot, SlotFlags};
 use crate::stack::SlabStack;
 
 /// Why a coroutine handed control back to its worker.
@@ -65,30 +67,6 @@ pub(crate) const RUNNING: u8 = 1;
 pub(crate) const PARKED: u8 = 2;
 pub(crate) const DONE: u8 = 3;
 const NOTIFIED: u8 = 0b100;
-
-/// Worker index meaning "never ran yet": such a task may be stolen.
-pub(crate) const NO_OWNER: usize = usize::MAX;
-
-/// A worker index (or [`NO_OWNER`]) in 4 bytes: a million live tasks are 4 MB smaller than
-/// with an `AtomicUsize`. Read and written as `usize`, with the orderings of `AtomicU32`.
-pub(crate) struct Owner(AtomicU32);
-
-impl Owner {
-    #[inline]
-    pub(crate) fn load(&self, order: Ordering) -> usize {
-        match self.0.load(order) {
-            u32::MAX => NO_OWNER,
-            i => i as usize,
-        }
-    }
-
-    pub(crate) fn store(&self, index: usize, order: Ordering) {
-        match u32::try_from(index) {
-            Ok(i) if i != u32::MAX => self.0.store(i, order),
-            _ => overflow::throw("Owner::store: worker index out of range"),
-        }
-    }
-}
 
 /// What a parked task waits for, for the goroutine dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,12 +124,24 @@ pub(crate) fn prefetch(addr: usize) {
     let _ = addr;
 }
 
-/// One coroutine and its scheduling header (104 bytes: a pool cell of 112).
+/// Prefetch hint for the task header at `addr` (a `Ref<Task>` pointer as an address: the
+/// cell's count word before it and the header after it; never dereferenced, 0 is ignored).
+#[inline(always)]
+pub(crate) fn prefetch_header(addr: usize) {
+    if addr != 0 {
+        prefetch(addr.wrapping_sub(8));
+        prefetch(addr.wrapping_add(std::mem::size_of::<Task>() - 1));
+    }
+}
+
+/// One coroutine and its scheduling header (88 bytes: a pool cell of 96).
 pub(crate) struct Task {
     pub(crate) ident: CoroIdent,
     pub(crate) rt: &'static Shared,
     state: AtomicU8,
     wait: AtomicU8,
+    /// The join state of `slot` and what it holds (slot.rs), packed with the small fields.
+    pub(crate) slot_flags: SlotFlags,
     /// Owning worker; written once by the first worker to run the task (before the resume
     /// that makes it observable as `RUNNING`), read by unparkers after they observed `PARKED`.
     pub(crate) owner: Owner,
@@ -169,8 +159,10 @@ pub(crate) struct Task {
     ext: AtomicPtr<Ext>,
     /// The spawn closure, then the result for the `JoinHandle` (one allocation per spawn).
     pub(crate) slot: Slot,
-    /// Roughly the stack pointer at the last park (a hint for `prefetch_stack`; 0: none).
-    park_sp: AtomicUsize,
+    /// Roughly the stack pointer at the last park, as cache lines below the `Ext` at the top
+    /// of the stack slot (a hint for `prefetch_stack`; 0: none, or deeper than a `u16`
+    /// counts, 4 MiB): 2 bytes instead of an 8-byte address.
+    park_lines: AtomicU16,
 }
 
 /// `Task::born` counts units of 2^24 ns (~17 ms, finer than the coarse clock's ~50 ms
@@ -202,7 +194,7 @@ impl Task {
         rt: &'static Shared,
         ident: CoroIdent,
         stack_size: usize,
-        slot: Slot,
+        (slot_flags, slot): (SlotFlags, Slot),
         stack: Option<SlabStack>,
     ) -> Task {
         let ext = match stack {
@@ -216,12 +208,13 @@ impl Task {
             rt,
             state: AtomicU8::new(RUNNABLE),
             wait: AtomicU8::new(WaitReason::Other as u8),
-            owner: Owner(AtomicU32::new(u32::MAX)),
+            slot_flags,
+            owner: Owner::new(),
             stack_kib: u32::try_from(stack_size.div_ceil(1024)).unwrap_or(u32::MAX),
             born: u32::try_from(now.saturating_sub(rt.epoch) >> BORN_SHIFT).unwrap_or(u32::MAX),
             ext: AtomicPtr::new(ext),
             slot,
-            park_sp: AtomicUsize::new(0),
+            park_lines: AtomicU16::new(0),
         }
     }
 
@@ -342,9 +335,13 @@ impl Task {
             }
         }
         self.wait.store(why as u8, Ordering::Relaxed);
-        // Relaxed: a prefetch hint; a stale or torn-in-time value costs a useless prefetch.
-        self.park_sp
-            .store(&cur as *const u8 as usize, Ordering::Relaxed);
+        // Relaxed (a prefetch hint, pairs with nothing): a stale value costs a useless
+        // prefetch. `ext` is our own (Relaxed: owner thread), non-null while we run.
+        let lines = (self.ext.load(Ordering::Relaxed) as usize)
+            .wrapping_sub(&cur as *const u8 as usize)
+            / 64;
+        self.park_lines
+            .store(u16::try_from(lines).unwrap_or(0), Ordering::Relaxed);
         // We run on our owner worker, the only writer of its counters.
         let c = &self.rt.workers[self.owner.load(Ordering::Relaxed)].counters;
         bump(&c.parked);
@@ -359,19 +356,20 @@ impl Task {
     /// each resume in turn.
     #[inline]
     pub(crate) fn prefetch_stack(&self) {
-        // Relaxed: a hint (see the store in `park`).
-        let sp = self.park_sp.load(Ordering::Relaxed);
-        if sp == 0 {
+        // Relaxed: hints (see the store in `park`); the owner may change both concurrently
+        // only while the task runs, and a stale address is harmless to a prefetch (which
+        // never dereferences it).
+        let lines = self.park_lines.load(Ordering::Relaxed) as usize;
+        let ext = self.ext.load(Ordering::Relaxed) as usize;
+        if lines == 0 || ext == 0 {
             return;
         }
-        let base = (sp & !63).wrapping_sub(PREFETCH_BELOW);
+        let base = ((ext & !63).wrapping_sub(lines * 64)).wrapping_sub(PREFETCH_BELOW);
         for i in 0..PREFETCH_LINES {
             prefetch(base.wrapping_add(i * 64));
         }
-        // The `Ext` (top of the stack slot) that `resume` reads first. Relaxed: a hint; the
-        // owner may change it concurrently only while the task runs, and a stale address is
-        // harmless to a prefetch.
-        prefetch(self.ext.load(Ordering::Relaxed) as usize);
+        // The `Ext` (top of the stack slot) that `resume` reads first.
+        prefetch(ext);
     }
 }
 
@@ -480,4 +478,6 @@ fn bump(c: &std::sync::atomic::AtomicU64) {
 }
 
 mod ext;
+mod owner;
 use ext::{new_ext, Ext};
+pub(crate) use owner::{Owner, MAX_WORKERS, NO_OWNER};

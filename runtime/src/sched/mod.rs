@@ -113,7 +113,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(cfg: Config) -> io::Result<&'static Shared> {
         let epoch = crate::timer::nanotime();
-        let n = cfg.workers.max(1);
+        let n = cfg.workers.clamp(1, crate::task::MAX_WORKERS);
         let workers = (0..n)
             .map(|_| {
                 Ok(WorkerShared {

@@ -160,6 +160,18 @@ impl<T: Owned> RunQueue<T> {
         k
     }
 
+    /// The pointer at the head, as an address for a prefetch hint only (0 when empty): it
+    /// may be stale (popped meanwhile, or a slot being overwritten), so it is never
+    /// dereferenced and carries no ownership.
+    pub(crate) fn peek_hint(&self) -> usize {
+        // Relaxed: a hint (pairs with nothing); a stale value costs a useless prefetch.
+        let h = self.head.load(Ordering::Relaxed);
+        if self.tail.load(Ordering::Relaxed) == h {
+            return 0;
+        }
+        self.slot(h).load(Ordering::Relaxed) as usize
+    }
+
     /// Owner or anyone: pops from the head.
     pub(crate) fn pop(&self) -> Option<T> {
         loop {

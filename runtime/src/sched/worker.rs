@@ -292,7 +292,7 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
                         t.set_yielder(y);
                         // SAFETY: this body runs once, for the task whose `take_fresh`
                         // ran on this, its owner, thread.
-                        unsafe { t.slot.start(None) };
+                        unsafe { t.slot.start(&t.slot_flags, None) };
                     }
                     None => crate::overflow::throw("coroutine body: no current task"),
                 }
@@ -305,7 +305,7 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
             eprintln!("gort: coroutine {} could not start: {e}", task.ident.id);
             // SAFETY: `take_fresh` ran just above on this thread (and, by the `owner` check,
             // once), and the closure is never run (no coroutine was built).
-            unsafe { task.slot.start(Some(e)) };
+            unsafe { task.slot.start(&task.slot_flags, Some(e)) };
             task.finish_unstarted();
             // SAFETY: every task is spawned through `registry::insert`, and it finishes once.
             unsafe { crate::registry::release(task) };
@@ -455,7 +455,13 @@ fn find_runnable_slow(c: &'static WorkerCtx) -> Option<TaskRef> {
         }
         drain_inbox(c);
         let next = c.runnext.take();
-        if let Some(t) = next.or_else(|| pop_local(c)).or_else(|| me.runq.pop()) {
+        if let Some(t) = next.or_else(|| pop_local(c)) {
+            return found(c, t);
+        }
+        if let Some(t) = me.runq.pop() {
+            // Fresh tasks run back to back: start loading the next one's header (written on
+            // the spawner's core, so a cache miss each) while this one starts and runs.
+            crate::task::prefetch_header(me.runq.peek_hint());
             return found(c, t);
         }
         if let Some(t) = take_injector(c) {

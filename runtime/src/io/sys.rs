@@ -92,18 +92,29 @@ fn cvt_libc(r: libc::c_long) -> io::Result<usize> {
     }
 }
 
+/// Syscall `n` with arguments (fd, pointer, length), as a result.
+///
+/// # Safety
+/// The arguments must be valid for syscall `n`: `ptr` valid for `len` bytes of whatever the
+/// call does with its buffer.
+#[inline(always)]
+unsafe fn fd_ptr_len(n: libc::c_long, fd: RawFd, ptr: usize, len: usize) -> io::Result<usize> {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's contract.
+    return cvt_raw(unsafe { syscall3(n, fd as usize, ptr, len) });
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above.
+    return cvt_libc(unsafe { libc::syscall(n, fd as libc::c_long, ptr, len) });
+}
+
 /// `read(2)`.
 ///
 /// # Safety
 /// `buf` must be valid for `len` bytes of writes.
 #[inline]
 pub(super) unsafe fn read(fd: RawFd, buf: *mut u8, len: usize) -> io::Result<usize> {
-    #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller guarantees `buf`/`len`; the kernel checks `fd`.
-    return cvt_raw(unsafe { syscall3(libc::SYS_read, fd as usize, buf as usize, len) });
-    #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: as above.
-    return cvt_libc(unsafe { libc::syscall(libc::SYS_read, fd as libc::c_long, buf, len) });
+    unsafe { fd_ptr_len(libc::SYS_read, fd, buf as usize, len) }
 }
 
 /// `write(2)`.
@@ -112,12 +123,8 @@ pub(super) unsafe fn read(fd: RawFd, buf: *mut u8, len: usize) -> io::Result<usi
 /// `buf` must be valid for `len` bytes of reads.
 #[inline]
 pub(super) unsafe fn write(fd: RawFd, buf: *const u8, len: usize) -> io::Result<usize> {
-    #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller guarantees `buf`/`len`; the kernel checks `fd`.
-    return cvt_raw(unsafe { syscall3(libc::SYS_write, fd as usize, buf as usize, len) });
-    #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: as above.
-    return cvt_libc(unsafe { libc::syscall(libc::SYS_write, fd as libc::c_long, buf, len) });
+    unsafe { fd_ptr_len(libc::SYS_write, fd, buf as usize, len) }
 }
 
 /// `send(2)`: `sendto` with no address, which is what glibc's `send` does.

@@ -9,37 +9,11 @@
 use std::io;
 use std::os::fd::RawFd;
 
-/// Issues syscall `n` with three arguments; the kernel's raw return value.
+/// Issues syscall `n` with six arguments (calls with fewer pass zeros, which the kernel
+/// ignores); the kernel's raw return value.
 ///
 /// # Safety
 /// The arguments must be valid for syscall `n` (pointers valid for what it reads and writes).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn syscall3(n: libc::c_long, a1: usize, a2: usize, a3: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the x86_64 Linux syscall ABI: number in rax, arguments in rdi, rsi, rdx; the
-    // kernel clobbers rcx and r11 and returns in rax; it does not touch our stack. Memory the
-    // pointers name may be read or written (no `nomem`/`readonly`), which the caller vouches
-    // for.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") n as isize => ret,
-            in("rdi") a1,
-            in("rsi") a2,
-            in("rdx") a3,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// Issues syscall `n` with six arguments; the kernel's raw return value.
-///
-/// # Safety
-/// As [`syscall3`].
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn syscall6(
@@ -52,7 +26,10 @@ unsafe fn syscall6(
     a6: usize,
 ) -> isize {
     let ret: isize;
-    // SAFETY: as in `syscall3`; arguments four to six go in r10, r8 and r9.
+    // SAFETY: the x86_64 Linux syscall ABI: number in rax, arguments in rdi, rsi, rdx, r10, r8
+    // and r9; the kernel clobbers rcx and r11 and returns in rax; it does not touch our stack.
+    // Memory the pointers name may be read or written (no `nomem`/`readonly`), which the
+    // caller vouches for.
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -101,7 +78,7 @@ fn cvt_libc(r: libc::c_long) -> io::Result<usize> {
 unsafe fn fd_ptr_len(n: libc::c_long, fd: RawFd, ptr: usize, len: usize) -> io::Result<usize> {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller's contract.
-    return cvt_raw(unsafe { syscall3(n, fd as usize, ptr, len) });
+    return cvt_raw(unsafe { syscall6(n, fd as usize, ptr, len, 0, 0, 0) });
     #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: as above.
     return cvt_libc(unsafe { libc::syscall(n, fd as libc::c_long, ptr, len) });

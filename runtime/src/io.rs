@@ -219,72 +219,69 @@ impl Fd {
 
     /// Runs a read-side syscall `f` under the read lock, parking on `EAGAIN` until readable.
     pub fn read_with<R>(&self, f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
-        let (r, waited) = self.read_with_locked(f);
-        self.spend(waited);
+        let r = self.read_with_locked(f);
+        self.spend();
         r
     }
 
-    fn read_with_locked<R>(
-        &self,
-        mut f: impl FnMut(RawFd) -> io::Result<R>,
-    ) -> (io::Result<R>, bool) {
-        let _g = match self.lock_read() {
-            Ok(g) => g,
-            Err(e) => return (Err(e), false),
-        };
+    fn read_with_locked<R>(&self, mut f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
+        let _g = self.lock_read()?;
         // `f` may peek or read records, and its waits consume readiness: the drained hint of
         // the last plain read no longer describes the queue.
         // Relaxed: under the read lock (see `drained`).
         if self.drained.load(Ordering::Relaxed) {
             self.drained.store(false, Ordering::Relaxed);
         }
-        let mut waited = false;
         loop {
             match f(self.fd) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    waited = true;
-                    if let Err(e) = self.reg.wait_read() {
-                        return (Err(e), waited);
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_read()?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                r => return (r, waited),
+                r => return r,
             }
         }
     }
 
     /// Runs a write-side syscall `f` under the write lock, parking on `EAGAIN`.
-    pub fn write_with<R>(&self, mut f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
-        let mut waited = false;
-        let r = (|| {
-            let _g = self.lock_write()?;
-            loop {
-                match f(self.fd) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        waited = true;
-                        self.reg.wait_write()?
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    r => return r,
-                }
-            }
-        })();
-        self.spend(waited);
+    pub fn write_with<R>(&self, f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
+        let r = self.write_with_locked(f);
+        self.spend();
         r
     }
 
-    /// The cooperative budget, after an operation (its lock released): a wait resets the
-    /// streak; the `IO_BUDGET`-th operation in a row that did not wait yields the coroutine
-    /// once, so a peer that keeps this fd always ready (a fast sender, a burst of connections)
-    /// cannot keep the worker from the other coroutines pinned to it. Plain threads never
-    /// yield here (the kernel schedules them).
-    #[inline]
-    fn spend(&self, waited: bool) {
-        // Relaxed: a heuristic counter; it publishes nothing (see `streak`).
-        if waited {
-            self.streak.store(0, Ordering::Relaxed);
-            return;
+    fn write_with_locked<R>(&self, mut f: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
+        let _g = self.lock_write()?;
+        loop {
+            match f(self.fd) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_write()?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
         }
+    }
+
+    // The waits of the operations above: each one ends a streak of the cooperative budget.
+    // Relaxed: a heuristic counter; it publishes nothing (see `streak`).
+    fn wait_read(&self) -> io::Result<()> {
+        self.streak.store(0, Ordering::Relaxed);
+        self.reg.wait_read()
+    }
+    fn wait_read_drained(&self) -> io::Result<()> {
+        self.streak.store(0, Ordering::Relaxed);
+        self.reg.wait_read_drained()
+    }
+    fn wait_write(&self) -> io::Result<()> {
+        self.streak.store(0, Ordering::Relaxed);
+        self.reg.wait_write()
+    }
+
+    /// The cooperative budget, after an operation (its lock released): the `IO_BUDGET`-th
+    /// operation since the last wait on this fd yields the coroutine once, so a peer that
+    /// keeps this fd always ready (a fast sender, a burst of connections) cannot keep the
+    /// worker from the other coroutines pinned to it. Plain threads never yield here (the
+    /// kernel schedules them).
+    #[inline]
+    fn spend(&self) {
+        // Relaxed: as in the waits above.
         let n = self.streak.load(Ordering::Relaxed) + 1;
         if n < IO_BUDGET {
             self.streak.store(n, Ordering::Relaxed);
@@ -314,9 +311,8 @@ impl Fd {
         len: usize,
         f: impl FnMut(RawFd) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let mut waited = false;
-        let r = self.read_stream_locked(len, f, &mut waited);
-        self.spend(waited);
+        let r = self.read_stream_locked(len, f);
+        self.spend();
         r
     }
 
@@ -324,14 +320,12 @@ impl Fd {
         &self,
         len: usize,
         mut f: impl FnMut(RawFd) -> io::Result<usize>,
-        waited: &mut bool,
     ) -> io::Result<usize> {
         let _g = self.lock_read()?;
         // Relaxed: under the read lock (see `drained`).
         if self.drained.load(Ordering::Relaxed) {
             self.drained.store(false, Ordering::Relaxed);
-            *waited = true;
-            self.reg.wait_read_drained()?;
+            self.wait_read_drained()?;
         }
         loop {
             match f(self.fd) {
@@ -341,10 +335,7 @@ impl Fd {
                     }
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *waited = true;
-                    self.reg.wait_read()?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_read()?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -374,13 +365,12 @@ impl Fd {
             let _g = self.incref()?;
             return Ok(0);
         }
-        let mut waited = false;
-        let r = self.write_all_locked(buf, &mut waited);
-        self.spend(waited);
+        let r = self.write_all_locked(buf);
+        self.spend();
         r
     }
 
-    fn write_all_locked(&self, buf: &[u8], waited: &mut bool) -> io::Result<usize> {
+    fn write_all_locked(&self, buf: &[u8]) -> io::Result<usize> {
         let _g = self.lock_write()?;
         let mut done = 0;
         while done < buf.len() {
@@ -390,8 +380,7 @@ impl Fd {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    *waited = true;
-                    if let Err(e) = self.reg.wait_write() {
+                    if let Err(e) = self.wait_write() {
                         return if done > 0 { Ok(done) } else { Err(e) };
                     }
                 }

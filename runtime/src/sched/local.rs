@@ -98,15 +98,16 @@ impl<T> LocalQueue<T> {
         })
     }
 
-    /// Runs `f` on the item `pop_front` would return next, if any. `f` must not touch this
-    /// queue (the worker passes a cache-prefetch hint).
+    /// Runs `f` on the item `pop_front` would return `n + 1` pops from now, if there is one.
+    /// `f` must not touch this queue (the worker passes cache-prefetch hints).
     #[inline]
-    pub(crate) fn peek_front_with(&self, f: impl FnOnce(&T)) {
+    pub(crate) fn peek_with(&self, n: u32, f: impl FnOnce(&T)) {
         self.with(|q| {
-            let slot = if q.head == q.tail {
-                q.spill.front()
+            let ring = q.tail.wrapping_sub(q.head);
+            let slot = if n < ring {
+                q.ring[q.head.wrapping_add(n) as usize % RING].as_ref()
             } else {
-                q.ring[q.head as usize % RING].as_ref()
+                q.spill.get((n - ring) as usize)
             };
             if let Some(t) = slot {
                 f(t);

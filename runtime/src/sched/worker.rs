@@ -417,10 +417,15 @@ fn find_runnable(c: &'static WorkerCtx) -> Option<TaskRef> {
             // Software pipelining after a netpoll batch (up to 128 tasks woken at once, whose
             // prefetches in the poller are evicted by the time the later ones run): start
             // loading the cold lines of the next task while this one runs.
+            // Two stages: the header of the task two pops ahead (its stack address is in it),
+            // then the stack of the next one, whose header was requested a pop ago.
             let k = c.pipeline.get();
             if k != 0 {
                 c.pipeline.set(k - 1);
-                c.local.peek_front_with(|n| n.prefetch_stack());
+                c.local.peek_with(1, |n| {
+                    crate::task::prefetch_header(&**n as *const Task as usize)
+                });
+                c.local.peek_with(0, |n| n.prefetch_stack());
             }
             return Some(t);
         }

@@ -298,9 +298,16 @@ impl Fd {
             return Ok(0);
         }
         let len = buf.len();
+        let sock = self.is_socket;
         self.read_stream(len, |fd| {
             // SAFETY: `buf` is valid for `buf.len()` writable bytes.
-            unsafe { sys::read(fd, buf.as_mut_ptr(), len) }
+            unsafe {
+                if sock {
+                    sys::recv(fd, buf.as_mut_ptr(), len)
+                } else {
+                    sys::read(fd, buf.as_mut_ptr(), len)
+                }
+            }
         })
     }
 

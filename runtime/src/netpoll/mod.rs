@@ -97,6 +97,11 @@ pub(crate) struct PollDesc {
     /// urgent mark, and a pending EOF or error comes after the data), so the short-read
     /// shortcut of `Fd` (see `Registration::wait_read_drained`) is off from then on.
     pub(super) short_read_unreliable: AtomicBool,
+    /// Where the waiting side keeps its state (the `Fd`, usually inside the connection object
+    /// on the parked coroutine's stack, far above its stack pointer): a prefetch hint that the
+    /// poller loads with the woken coroutine's stack. Never dereferenced; a stale value
+    /// (the object moved or was dropped) costs one useless prefetch.
+    pub(super) hint: AtomicUsize,
     /// Deadlines: 0 none, -1 expired, > 0 nanotime.
     pub(super) rd: AtomicI64,
     pub(super) wd: AtomicI64,
@@ -185,6 +190,7 @@ impl PollDesc {
             wg: AtomicUsize::new(NIL),
             closing: AtomicBool::new(false),
             short_read_unreliable: AtomicBool::new(false),
+            hint: AtomicUsize::new(0),
             rd: AtomicI64::new(0),
             wd: AtomicI64::new(0),
             rseq: AtomicU64::new(0),

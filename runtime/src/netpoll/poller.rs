@@ -122,6 +122,10 @@ impl Poller {
                     // Relaxed: only a prefetch address; `unblock` below does the real read.
                     Unparker::prefetch_raw(pd.rg.load(Ordering::Relaxed));
                     Unparker::prefetch_raw(pd.wg.load(Ordering::Relaxed));
+                    // Relaxed: a prefetch address (see `PollDesc::hint`).
+                    let h = pd.hint.load(Ordering::Relaxed);
+                    crate::task::prefetch(h);
+                    crate::task::prefetch(h.wrapping_add(64));
                 }
             }
         }

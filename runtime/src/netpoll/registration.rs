@@ -131,6 +131,16 @@ impl Registration {
         self.fd
     }
 
+    /// Records `addr` (the caller's own state, which a woken waiter touches first) as a
+    /// prefetch hint for the poller: see `PollDesc::hint`.
+    #[inline]
+    pub fn set_hint(&self, addr: usize) {
+        // Relaxed: a prefetch address only (the poller's Relaxed load); it publishes nothing.
+        if self.pd.hint.load(Ordering::Relaxed) != addr {
+            self.pd.hint.store(addr, Ordering::Relaxed);
+        }
+    }
+
     /// Waits until the fd may be readable; `Err` if closed (see [`is_closed_error`]) or the
     /// read deadline passed (`TimedOut`). May return `Ok` spuriously: retry the syscall.
     pub fn wait_read(&self) -> io::Result<()> {

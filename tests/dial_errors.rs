@@ -56,3 +56,41 @@ fn resolver_name() {
         assert!(r.is_err());
     });
 }
+
+// Go: TestLookupPort behaviours: service names work in addresses, as in `net.Dial("tcp",
+// "host:http")`; an unknown name is a clear error with Go's text.
+#[test]
+fn service_names_as_ports() {
+    gort::run(|| {
+        assert_eq!(gort::net::lookup_port("tcp", "http").unwrap(), 80);
+        assert_eq!(gort::net::lookup_port("tcp6", "HTTPS").unwrap(), 443);
+        assert_eq!(gort::net::lookup_port("udp", "domain").unwrap(), 53);
+        assert_eq!(gort::net::lookup_port("tcp", "8080").unwrap(), 8080);
+        assert_eq!(
+            gort::net::lookup_port("tcp", "65536").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        // An unknown name fails before any connect, with Go's text.
+        let e = gort::net::dial("tcp", "127.0.0.1:no-such-service")
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.to_string(),
+            "dial tcp: lookup tcp/no-such-service: unknown port"
+        );
+        // Dialing by name: "tcpmux" is port 1 in /etc/services (nothing listens there on
+        // loopback), so the name must reach connect(2) as port 1. Skipped without the file.
+        if gort::net::lookup_port("tcp", "tcpmux").is_ok() {
+            let e = gort::net::dial("tcp", "127.0.0.1:tcpmux").err().unwrap();
+            assert_eq!(
+                e.to_string(),
+                "dial tcp 127.0.0.1:1: connect: connection refused"
+            );
+        }
+        let e = gort::net::listen_packet("udp", "127.0.0.1:nope")
+            .err()
+            .unwrap();
+        assert_eq!(e.to_string(), "listen udp: lookup udp/nope: unknown port");
+    });
+}

@@ -9,7 +9,7 @@
 //! Invariants: results are filtered by the network's family (`tcp4` keeps IPv4 only, `tcp6`
 //! IPv6 only) and keep resolver order; `localhost` gives 127.0.0.1 before ::1.
 //!
-//! Differences from Go: ports must be numeric (no service names); no pure-Go resolver.
+//! Differences from Go: no pure-Go resolver. Ports may be service names (port.rs).
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -88,14 +88,6 @@ pub fn split_host_port(hostport: &str) -> io::Result<(&str, &str)> {
     Ok((host, port))
 }
 
-fn parse_port(hostport: &str, port: &str) -> io::Result<u16> {
-    if port.is_empty() {
-        return Ok(0);
-    }
-    port.parse::<u16>()
-        .map_err(|_| bad(format!("address {hostport}: invalid port")))
-}
-
 fn keep(fam: Family, a: &SocketAddr) -> bool {
     match fam {
         Family::Any => true,
@@ -104,11 +96,18 @@ fn keep(fam: Family, a: &SocketAddr) -> bool {
     }
 }
 
-/// Resolves `hostport` for `fam`. An empty host gives `wildcard` addresses when `listen`
-/// (IPv6 first for `Any`, the dual-stack choice), or loopback when dialing, as Go does.
-pub(crate) fn resolve(hostport: &str, fam: Family, listen: bool) -> io::Result<Vec<SocketAddr>> {
+/// Resolves `hostport` for `fam`, its port a number or a service name of protocol `proto`
+/// ("tcp", "udp", or "" for either; see port.rs). An empty host gives `wildcard` addresses
+/// when `listen` (IPv6 first for `Any`, the dual-stack choice), or loopback when dialing,
+/// as Go does.
+pub(crate) fn resolve(
+    hostport: &str,
+    proto: &str,
+    fam: Family,
+    listen: bool,
+) -> io::Result<Vec<SocketAddr>> {
     let (host, port) = split_host_port(hostport)?;
-    let port = parse_port(hostport, port)?;
+    let port = crate::port::port_of(proto, hostport, port)?;
     let mut out: Vec<SocketAddr> = if host.is_empty() {
         if listen {
             vec![
@@ -169,7 +168,7 @@ impl ToAddrs for SocketAddr {
 }
 impl ToAddrs for str {
     fn to_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        resolve(self, Family::Any, false)
+        resolve(self, "", Family::Any, false)
     }
 }
 impl ToAddrs for String {
@@ -186,7 +185,7 @@ impl ToAddrs for (&str, u16) {
     fn to_addrs(&self) -> io::Result<Vec<SocketAddr>> {
         match self.0.parse::<IpAddr>() {
             Ok(ip) => Ok(vec![SocketAddr::new(ip, self.1)]),
-            Err(_) => resolve(&format!("{}:{}", self.0, self.1), Family::Any, false),
+            Err(_) => resolve(&format!("{}:{}", self.0, self.1), "", Family::Any, false),
         }
     }
 }

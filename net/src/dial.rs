@@ -157,11 +157,11 @@ impl Dialer {
         let wrap = |e| op_error("dial", net, None, None, e);
         match proto {
             Proto::Tcp => {
-                let addrs = resolve(address, fam, false).map_err(wrap)?;
+                let addrs = resolve(address, "tcp", fam, false).map_err(wrap)?;
                 Ok(Box::new(self.dial_tcp_addrs(net, &addrs)?))
             }
             Proto::Udp => {
-                let addrs = resolve(address, fam, false).map_err(wrap)?;
+                let addrs = resolve(address, "udp", fam, false).map_err(wrap)?;
                 Ok(Box::new(UdpSocket::dial(net, addrs[0], self)?))
             }
             Proto::Unix => Ok(Box::new(UnixStream::connect_deadline(
@@ -186,8 +186,8 @@ impl Dialer {
             );
             return Err(op_error("dial", net, None, None, e));
         }
-        let addrs =
-            resolve(address, fam, false).map_err(|e| op_error("dial", net, None, None, e))?;
+        let addrs = resolve(address, "tcp", fam, false)
+            .map_err(|e| op_error("dial", net, None, None, e))?;
         self.dial_tcp_addrs(net, &addrs)
     }
 }

@@ -107,8 +107,8 @@ pub(super) unsafe fn read(fd: RawFd, buf: *mut u8, len: usize) -> io::Result<usi
 #[inline]
 pub(super) unsafe fn recv(fd: RawFd, buf: *mut u8, len: usize) -> io::Result<usize> {
     #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's contract; null address pointers ask for no peer address.
     return cvt_raw(unsafe {
-        // SAFETY: the caller's contract; null address pointers ask for no peer address.
         syscall6(libc::SYS_recvfrom, fd as usize, buf as usize, len, 0, 0, 0)
     });
     #[cfg(not(target_arch = "x86_64"))]

@@ -136,9 +136,7 @@ impl Registration {
     #[inline]
     pub fn set_hint(&self, addr: usize) {
         // Relaxed: a prefetch address only (the poller's Relaxed load); it publishes nothing.
-        if self.pd.hint.load(Ordering::Relaxed) != addr {
-            self.pd.hint.store(addr, Ordering::Relaxed);
-        }
+        self.pd.hint.store(addr, Ordering::Relaxed);
     }
 
     /// Waits until the fd may be readable; `Err` if closed (see [`is_closed_error`]) or the

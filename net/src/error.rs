@@ -86,6 +86,8 @@ pub fn errno_text(errno: i32) -> String {
 }
 
 /// Gives an OS error its syscall name (Go's `os.NewSyscallError`); other errors pass.
+#[cold]
+#[inline(never)]
 pub(crate) fn syscall(name: &'static str, e: io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(errno) => io::Error::new(

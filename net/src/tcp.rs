@@ -56,6 +56,10 @@ impl TcpListener {
         Ok(TcpListener { sock, laddr })
     }
 
+    // Cold and out of line: the error path's address temporaries stay out of the frames of
+    // the hot read and write paths (a smaller stack footprint per wake-up).
+    #[cold]
+    #[inline(never)]
     fn err(&self, op: &'static str, e: io::Error) -> io::Error {
         op_error(op, "tcp", None, Some(Addr::Tcp(self.laddr)), e)
     }
@@ -172,6 +176,10 @@ impl TcpStream {
         Ok(stream)
     }
 
+    // Cold and out of line: the error path's address temporaries stay out of the frames of
+    // the hot read and write paths (a smaller stack footprint per wake-up).
+    #[cold]
+    #[inline(never)]
     fn err(&self, op: &'static str, e: io::Error) -> io::Error {
         op_error(
             op,

@@ -264,19 +264,21 @@ impl Fd {
     // Each also leaves the poller a hint to prefetch this `Fd` (and what follows it, such as
     // the rest of a connection object) with the woken coroutine's stack.
     fn wait_read(&self) -> io::Result<()> {
-        self.streak.store(0, Ordering::Relaxed);
-        self.reg.set_hint(self as *const Fd as usize);
+        self.before_wait();
         self.reg.wait_read()
     }
     fn wait_read_drained(&self) -> io::Result<()> {
-        self.streak.store(0, Ordering::Relaxed);
-        self.reg.set_hint(self as *const Fd as usize);
+        self.before_wait();
         self.reg.wait_read_drained()
     }
     fn wait_write(&self) -> io::Result<()> {
+        self.before_wait();
+        self.reg.wait_write()
+    }
+    #[inline]
+    fn before_wait(&self) {
         self.streak.store(0, Ordering::Relaxed);
         self.reg.set_hint(self as *const Fd as usize);
-        self.reg.wait_write()
     }
 
     /// The cooperative budget, after an operation (its lock released): the `IO_BUDGET`-th

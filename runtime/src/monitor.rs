@@ -255,6 +255,10 @@ pub struct Stats {
     /// How guard pages are made: "madv_guard_install" (no extra memory map) or
     /// "mprotect" (two maps each, budgeted against vm.max_map_count).
     pub stack_guard: Option<&'static str>,
+    /// Per worker: coroutines started on it and not finished. A started coroutine stays on
+    /// its worker, so this is how the long-lived ones (connections) are spread; spawns go to
+    /// a worker with clearly fewer (see docs/go-mapping.md).
+    pub pinned_per_worker: Vec<usize>,
 }
 
 pub(crate) fn stats(rt: &Shared) -> Stats {
@@ -274,6 +278,12 @@ pub(crate) fn stats(rt: &Shared) -> Stats {
         s.switches += c.switches.load(Ordering::Relaxed);
     }
     s.live = s.spawned.saturating_sub(fin);
+    s.pinned_per_worker = rt
+        .workers
+        .iter()
+        // Relaxed: a statistic (see `worker::bump_pinned`).
+        .map(|w| w.pinned.0.load(Ordering::Relaxed))
+        .collect();
     s.blocking_threads = rt.blocking.threads();
     let st = rt.stacks.stats();
     s.stacks_in_use = st.in_use;

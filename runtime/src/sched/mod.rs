@@ -49,8 +49,17 @@ pub(crate) struct Counters {
     pub(crate) switches: AtomicU64,
 }
 
+/// The coroutines pinned to one worker: started there and not finished (a started coroutine
+/// never moves). Only its worker writes it (plain load + store); spawners on other workers
+/// read it to place new coroutines (`WorkerCtx::placement`). A line of its own, so that those
+/// reads do not pull in lines the worker writes on every switch.
+#[repr(align(64))]
+#[derive(Default)]
+pub(crate) struct Pinned(pub(crate) AtomicUsize);
+
 pub(crate) struct WorkerShared {
     pub(crate) runq: RunQueue<TaskRef>,
+    pub(crate) pinned: Pinned,
     pub(crate) inbox: Mutex<VecDeque<TaskRef>>,
     pub(crate) inbox_len: AtomicUsize,
     pub(crate) sleep: AtomicU8,
@@ -118,6 +127,7 @@ impl Shared {
             .map(|_| {
                 Ok(WorkerShared {
                     runq: RunQueue::new(),
+                    pinned: Pinned::default(),
                     inbox: Mutex::new(VecDeque::new()),
                     inbox_len: AtomicUsize::new(0),
                     sleep: AtomicU8::new(AWAKE),
@@ -182,13 +192,19 @@ impl Shared {
         if owner >= self.workers.len() {
             crate::overflow::throw("Shared::ready: parked task has no owner");
         }
-        let w = &self.workers[owner];
+        self.send_to(owner, task);
+    }
+
+    /// Queues `task` on worker `i` (its inbox, which only that worker drains, so a never-run
+    /// task sent here starts there) and wakes the worker if it sleeps.
+    pub(crate) fn send_to(&'static self, i: usize, task: TaskRef) {
+        let w = &self.workers[i];
         w.inbox
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_back(task);
         w.inbox_len.fetch_add(1, Ordering::SeqCst);
-        self.wake_worker(owner);
+        self.wake_worker(i);
     }
 
     /// Wakes worker `i` if it sleeps (it will find its inbox non-empty).

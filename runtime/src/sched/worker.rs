@@ -63,6 +63,11 @@ pub(crate) struct WorkerCtx {
     lone_seen: Cell<LoneSeen>,
     /// Task-pool cells for this thread's spawns (no lock; see registry.rs).
     cells: RefCell<Cache<Task>>,
+    /// Round-robin cursor over the other workers for `placement`.
+    balance_next: Cell<usize>,
+    /// Each worker's `switches` counter when `placement` last looked at it (`u64::MAX`:
+    /// never).
+    seen_switches: Box<[Cell<u64>]>,
 }
 
 /// Ids a worker reserves at once from `Shared::next_id`.
@@ -184,6 +189,54 @@ impl WorkerCtx {
     }
 }
 
+/// Pinned coroutines a worker holds before it looks at other workers when it is about to start
+/// a new one (below it, a start costs no read of another worker's line).
+const BALANCE_MIN: usize = 16;
+
+/// How many more pinned coroutines (at least; or an eighth more, if that is larger) this
+/// worker must hold than another before it hands that one a coroutine to start.
+const BALANCE_SLACK: usize = 8;
+
+impl WorkerCtx {
+    /// Where a never-run coroutine about to start here should start instead, if anywhere:
+    /// one other worker (round robin), when it holds clearly fewer pinned coroutines than
+    /// this one.
+    ///
+    /// Go balances by moving goroutines: a woken one runs on the P that polled it, and idle
+    /// Ps steal. A started coroutine here never moves (its stack may hold `!Send` data), and
+    /// stealing takes only never-run ones, which an idle worker finds only while they wait in
+    /// a ring, and a busy one never looks for. So the worker that runs an accept loop would
+    /// keep every connection it spawns a handler for while the others stay idle. Handing the
+    /// coroutine over at its start, by the pinned counts, spreads long-lived coroutines
+    /// (connections) over the workers; short-lived ones finish before the count reaches
+    /// [`BALANCE_MIN`] and start where they are.
+    fn placement(&self) -> Option<usize> {
+        let n = self.rt.workers.len();
+        if n < 2 {
+            return None;
+        }
+        let k = self.balance_next.get();
+        self.balance_next.set(k.wrapping_add(1));
+        let other = (self.index + 1 + k % (n - 1)) % n;
+        let o = &self.rt.workers[other];
+        // Only to a worker seen to switch coroutines since we last looked (or idle): one that
+        // stays in one coroutine may be stuck in a long one, and its inbox, unlike a ring,
+        // cannot be stolen from. The first look only records.
+        // Relaxed (both): statistics written by that worker; a stale value only skips or
+        // picks one hand-over.
+        let sw = o.counters.switches.load(Ordering::Relaxed);
+        let seen = self.seen_switches[other].replace(sw);
+        if seen == u64::MAX || (sw == seen && o.running_id.load(Ordering::Relaxed) != 0) {
+            return None;
+        }
+        // Relaxed (all): load estimates; a stale value only misplaces one coroutine (the
+        // hand-over itself is `send_to`'s, with its own ordering).
+        let mine = self.w.pinned.0.load(Ordering::Relaxed);
+        let theirs = o.pinned.0.load(Ordering::Relaxed) + o.inbox_len.load(Ordering::Relaxed);
+        (mine > theirs + BALANCE_SLACK.max(theirs / 8)).then_some(other)
+    }
+}
+
 fn next_rand(c: &WorkerCtx) -> u64 {
     // xorshift64*
     let mut x = c.rng.get();
@@ -216,6 +269,8 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         ids: Cell::new((0, 0)),
         lone_seen: Cell::new(None),
         cells: RefCell::new(Cache::new()),
+        balance_next: Cell::new(0),
+        seen_switches: rt.workers.iter().map(|_| Cell::new(u64::MAX)).collect(),
     }));
     CTX.with(|x| x.set(Some(c)));
     while let Some(task) = find_runnable(c) {
@@ -267,7 +322,8 @@ fn run_task(c: &'static WorkerCtx, task: TaskRef) {
 }
 
 /// The task is not pinned to us: it must be a never-run task, which we claim and give a
-/// coroutine. False if it could not start (no stack); it is then finished.
+/// coroutine. False if it did not start here: it went to a less loaded worker (`placement`),
+/// or it could not start (no stack) and is then finished.
 #[cold]
 #[inline(never)]
 fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
@@ -276,10 +332,19 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
     if task.owner.load(Ordering::Relaxed) != NO_OWNER {
         crate::overflow::throw("run_task: task pinned to another worker");
     }
+    // Relaxed: our own counter (we are its only writer).
+    if c.w.pinned.0.load(Ordering::Relaxed) >= BALANCE_MIN {
+        if let Some(to) = c.placement() {
+            // Not started: any worker may start it, and only `to` drains its inbox.
+            c.rt.send_to(to, task.clone());
+            return false;
+        }
+    }
     // SAFETY: we are about to become the owner (claimed just below); no resume happened.
     let pre = unsafe { task.take_fresh() };
     // Release: pairs with the Acquire load in `Shared::ready`.
     task.owner.store(c.index, Ordering::Release);
+    bump_pinned(c, 1);
     let stack = match pre {
         Some(s) => Ok(s),
         None => c.rt.stacks.alloc(task.stack_size(), Some(&c.stacks)),
@@ -312,6 +377,7 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
             // Only this worker writes its counters (see `switches` in `run_task`).
             let f = &c.w.counters.finished;
             f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            bump_pinned(c, -1);
             false
         }
     }
@@ -329,6 +395,19 @@ fn finish_task(c: &'static WorkerCtx, task: TaskRef) {
     // Only this worker writes its counters (see `switches` in `run_task`).
     let f = &c.w.counters.finished;
     f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    bump_pinned(c, -1);
+}
+
+/// Counts a coroutine pinned to (started on) or finished on this worker.
+#[inline]
+fn bump_pinned(c: &WorkerCtx, by: isize) {
+    // Relaxed: this worker is the only writer (a plain load + store); readers take it as an
+    // estimate (`placement`, `stats`), so it pairs with nothing.
+    let p = &c.w.pinned.0;
+    p.store(
+        p.load(Ordering::Relaxed).wrapping_add_signed(by),
+        Ordering::Relaxed,
+    );
 }
 
 #[inline]

@@ -32,8 +32,10 @@ use crate::task::{Suspend, Task, TaskRef, NO_OWNER};
 use crate::timer::nanotime;
 
 mod idle;
+mod place;
 mod steal;
 use idle::{sleep, spin_for_work};
+use place::{bump_pinned, BALANCE_MIN};
 use steal::{steal, LoneSeen};
 
 pub(crate) struct WorkerCtx {
@@ -186,54 +188,6 @@ impl WorkerCtx {
             self.rt.inject_batch(batch);
         }
         self.rt.wake_idle();
-    }
-}
-
-/// Pinned coroutines a worker holds before it looks at other workers when it is about to start
-/// a new one (below it, a start costs no read of another worker's line).
-const BALANCE_MIN: usize = 16;
-
-/// How many more pinned coroutines (at least; or an eighth more, if that is larger) this
-/// worker must hold than another before it hands that one a coroutine to start.
-const BALANCE_SLACK: usize = 8;
-
-impl WorkerCtx {
-    /// Where a never-run coroutine about to start here should start instead, if anywhere:
-    /// one other worker (round robin), when it holds clearly fewer pinned coroutines than
-    /// this one.
-    ///
-    /// Go balances by moving goroutines: a woken one runs on the P that polled it, and idle
-    /// Ps steal. A started coroutine here never moves (its stack may hold `!Send` data), and
-    /// stealing takes only never-run ones, which an idle worker finds only while they wait in
-    /// a ring, and a busy one never looks for. So the worker that runs an accept loop would
-    /// keep every connection it spawns a handler for while the others stay idle. Handing the
-    /// coroutine over at its start, by the pinned counts, spreads long-lived coroutines
-    /// (connections) over the workers; short-lived ones finish before the count reaches
-    /// [`BALANCE_MIN`] and start where they are.
-    fn placement(&self) -> Option<usize> {
-        let n = self.rt.workers.len();
-        if n < 2 {
-            return None;
-        }
-        let k = self.balance_next.get();
-        self.balance_next.set(k.wrapping_add(1));
-        let other = (self.index + 1 + k % (n - 1)) % n;
-        let o = &self.rt.workers[other];
-        // Only to a worker seen to switch coroutines since we last looked (or idle): one that
-        // stays in one coroutine may be stuck in a long one, and its inbox, unlike a ring,
-        // cannot be stolen from. The first look only records.
-        // Relaxed (both): statistics written by that worker; a stale value only skips or
-        // picks one hand-over.
-        let sw = o.counters.switches.load(Ordering::Relaxed);
-        let seen = self.seen_switches[other].replace(sw);
-        if seen == u64::MAX || (sw == seen && o.running_id.load(Ordering::Relaxed) != 0) {
-            return None;
-        }
-        // Relaxed (all): load estimates; a stale value only misplaces one coroutine (the
-        // hand-over itself is `send_to`'s, with its own ordering).
-        let mine = self.w.pinned.0.load(Ordering::Relaxed);
-        let theirs = o.pinned.0.load(Ordering::Relaxed) + o.inbox_len.load(Ordering::Relaxed);
-        (mine > theirs + BALANCE_SLACK.max(theirs / 8)).then_some(other)
     }
 }
 
@@ -396,18 +350,6 @@ fn finish_task(c: &'static WorkerCtx, task: TaskRef) {
     let f = &c.w.counters.finished;
     f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     bump_pinned(c, -1);
-}
-
-/// Counts a coroutine pinned to (started on) or finished on this worker.
-#[inline]
-fn bump_pinned(c: &WorkerCtx, by: isize) {
-    // Relaxed: this worker is the only writer (a plain load + store); readers take it as an
-    // estimate (`placement`, `stats`), so it pairs with nothing.
-    let p = &c.w.pinned.0;
-    p.store(
-        p.load(Ordering::Relaxed).wrapping_add_signed(by),
-        Ordering::Relaxed,
-    );
 }
 
 #[inline]

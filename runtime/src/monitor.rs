@@ -256,8 +256,9 @@ pub struct Stats {
     /// "mprotect" (two maps each, budgeted against vm.max_map_count).
     pub stack_guard: Option<&'static str>,
     /// Per worker: coroutines started on it and not finished. A started coroutine stays on
-    /// its worker, so this is how the long-lived ones (connections) are spread; spawns go to
-    /// a worker with clearly fewer (see docs/go-mapping.md).
+    /// its worker, so this is how the long-lived ones (connections) are spread; a coroutine
+    /// about to start on a worker with clearly more starts on one with fewer instead (see
+    /// docs/go-mapping.md).
     pub pinned_per_worker: Vec<usize>,
 }
 
@@ -281,7 +282,7 @@ pub(crate) fn stats(rt: &Shared) -> Stats {
     s.pinned_per_worker = rt
         .workers
         .iter()
-        // Relaxed: a statistic (see `worker::bump_pinned`).
+        // Relaxed: a statistic (see `worker::place::bump_pinned`).
         .map(|w| w.pinned.0.load(Ordering::Relaxed))
         .collect();
     s.blocking_threads = rt.blocking.threads();

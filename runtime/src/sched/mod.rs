@@ -50,8 +50,8 @@ pub(crate) struct Counters {
 }
 
 /// The coroutines pinned to one worker: started there and not finished (a started coroutine
-/// never moves). Only its worker writes it (plain load + store); spawners on other workers
-/// read it to place new coroutines (`WorkerCtx::placement`). A line of its own, so that those
+/// never moves). Only its worker writes it (plain load + store); other workers read it when
+/// they place a coroutine they are about to start (`worker/place.rs`). A line of its own, so that those
 /// reads do not pull in lines the worker writes on every switch.
 #[repr(align(64))]
 #[derive(Default)]

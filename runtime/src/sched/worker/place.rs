@@ -36,16 +36,7 @@ const BALANCE_SLACK: usize = 8;
 impl WorkerCtx {
     /// Where a never-run coroutine about to start here should start instead, if anywhere:
     /// one other worker (round robin), when it holds clearly fewer pinned coroutines than
-    /// this one.
-    ///
-    /// Go balances by moving goroutines: a woken one runs on the P that polled it, and idle
-    /// Ps steal. A started coroutine here never moves (its stack may hold `!Send` data), and
-    /// stealing takes only never-run ones, which an idle worker finds only while they wait in
-    /// a ring, and a busy one never looks for. So the worker that runs an accept loop would
-    /// keep every connection it spawns a handler for while the others stay idle. Handing the
-    /// coroutine over at its start, by the pinned counts, spreads long-lived coroutines
-    /// (connections) over the workers; short-lived ones finish before the count reaches
-    /// [`BALANCE_MIN`] and start where they are.
+    /// this one (see the module comment).
     pub(super) fn placement(&self) -> Option<usize> {
         let n = self.rt.workers.len();
         if n < 2 {

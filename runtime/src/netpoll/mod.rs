@@ -357,7 +357,11 @@ impl PollDesc {
             None => self.deadline(m).store(0, Ordering::SeqCst),
             Some(t) => {
                 let n = timer::instant_to_nanos(t);
-                if n <= nanotime() {
+                if n > i64::MAX as u64 {
+                    // Past ~292 years from the epoch: it never comes. Stored as the largest
+                    // deadline (positive: not expired), with no timer (Go clamps it likewise).
+                    self.deadline(m).store(i64::MAX, Ordering::SeqCst);
+                } else if n <= nanotime() {
                     self.deadline(m).store(-1, Ordering::SeqCst);
                     if let Some(u) = self.unblock(m, false) {
                         u.wake();

@@ -255,8 +255,12 @@ impl Sock {
             .map_err(|e| syscall("sendto", e))
     }
 
-    /// One datagram receive; `Ok(0)` may be an empty datagram (it is not EOF).
+    /// One datagram receive; `Ok(0)` may be an empty datagram (it is not EOF). An empty
+    /// `buf` returns `Ok(0)` at once and leaves the queue alone, as Go's `Read` does.
     pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return self.fd.incref().map(|_| 0);
+        }
         self.arm_read();
         let b = uninit(buf);
         self.fd
@@ -264,6 +268,9 @@ impl Sock {
             .map_err(|e| syscall("recvfrom", e))
     }
 
+    /// One datagram receive with its sender. Unlike [`Sock::recv`], an empty `buf` still
+    /// waits for a datagram and consumes it (truncated to nothing), as Go's `ReadFrom` does:
+    /// the caller asked for the sender's address.
     pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
         self.arm_read();
         let b = uninit(buf);

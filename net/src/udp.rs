@@ -99,7 +99,8 @@ impl UdpSocket {
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.sock.send(buf).map_err(|e| self.err("write", None, e))
     }
-    /// Receives one datagram from the connected peer (`Ok(0)`: an empty datagram).
+    /// Receives one datagram from the connected peer (`Ok(0)`: an empty datagram). An empty
+    /// `buf` returns `Ok(0)` at once without consuming a datagram (Go's `Read`).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.sock.recv(buf).map_err(|e| self.err("read", None, e))
     }
@@ -113,7 +114,8 @@ impl UdpSocket {
             .send_to(buf, &to.into())
             .map_err(|e| self.err("write", Some(to), e))
     }
-    /// Receives one datagram and its source.
+    /// Receives one datagram and its source. An empty `buf` still waits for a datagram and
+    /// consumes it (Go's `ReadFrom`).
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let (n, a) = self
             .sock

@@ -306,7 +306,8 @@ impl UnixDatagram {
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.sock.send(buf).map_err(|e| self.err("write", None, e))
     }
-    /// Receives one datagram (`Ok(0)`: an empty datagram, not EOF).
+    /// Receives one datagram (`Ok(0)`: an empty datagram, not EOF). An empty `buf` returns
+    /// `Ok(0)` at once without consuming a datagram (Go's `Read`).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.sock.recv(buf).map_err(|e| self.err("read", None, e))
     }
@@ -318,7 +319,8 @@ impl UnixDatagram {
             .send_to(buf, &a)
             .map_err(|e| self.err("write", Some(p), e))
     }
-    /// Receives one datagram and its source.
+    /// Receives one datagram and its source. An empty `buf` still waits for a datagram and
+    /// consumes it (Go's `ReadFrom`).
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Addr)> {
         let (n, a) = self
             .sock

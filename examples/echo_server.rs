@@ -34,13 +34,15 @@ fn handle_tcp_client(conn: Box<dyn Conn>, exit_after: Option<usize>) {
     let mut r = std::io::BufReader::new(&*conn);
     let (mut inb, mut out) = (0, 0);
     loop {
-        let mut line = String::new();
-        let res = r.read_line(&mut line);
+        // Bytes, as Go's strings are: a line need not be UTF-8.
+        let mut line = Vec::new();
+        let res = r.read_until(b'\n', &mut line);
         inb += line.len();
-        if res.is_err() || !line.ends_with('\n') {
+        if res.is_err() || !line.ends_with(b"\n") {
             break; // Go's ReadString returns io.EOF when no delimiter is found
         }
-        let n = conn.write(line.as_bytes()).unwrap_or(0);
+        // Go's `n` on error: the bytes that went out before it.
+        let n = conn.write(&line).unwrap_or_else(|e| gort::net::written(&e));
         out += n;
     }
     println!("closing connection: read {inb} bytes, wrote {out} bytes");

@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use crate::addr::Addr;
+use crate::error::{with_written, written};
 use crate::tcp::{TcpListener, TcpStream};
 use crate::udp::UdpSocket;
 use crate::unix::{UnixDatagram, UnixListener, UnixStream};
@@ -20,7 +21,11 @@ use crate::unix::{UnixDatagram, UnixListener, UnixStream};
 pub trait Conn: Send + Sync {
     /// Reads into `buf`; `Ok(0)` at EOF.
     fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Writes all of `buf` (or returns an error, possibly after a partial count).
+    /// Writes all of `buf` and returns its length, or fails (Go's `Write` contract: a short
+    /// count always comes with an error). After a partial write the error carries the count:
+    /// [`crate::written`]`(&e)`. So ported `conn.write(b)?` never drops bytes silently. (The
+    /// `std::io::Write` impls below keep std's contract instead: a short `Ok` count, with the
+    /// error on the next call.)
     fn write(&self, buf: &[u8]) -> io::Result<usize>;
     /// Closes; parked operations fail with "use of closed network connection".
     fn close(&self) -> io::Result<()>;
@@ -51,9 +56,36 @@ impl Read for dyn Conn {
         Conn::read(self, buf)
     }
 }
+/// std's `Write::write` on a `Conn`: an error after some bytes went out becomes their count
+/// (std's contract: an `Err` means nothing was written; the error recurs on the next call).
+fn std_write(c: &dyn Conn, buf: &[u8]) -> io::Result<usize> {
+    match c.write(buf) {
+        Err(e) if written(&e) > 0 => Ok(written(&e)),
+        r => r,
+    }
+}
+
+/// `Conn::write` for stream types: std-style writes (each all-or-partial) until `buf` is all
+/// written or one fails; a failure after some bytes carries their count.
+fn write_all_counted(mut w: impl Write, buf: &[u8]) -> io::Result<usize> {
+    let mut done = 0;
+    loop {
+        match w.write(&buf[done..]) {
+            Ok(n) if done + n == buf.len() => return Ok(buf.len()),
+            Ok(0) => {
+                let e = io::Error::new(io::ErrorKind::WriteZero, "write returned 0");
+                return Err(with_written(e, done));
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(with_written(e, done)),
+        }
+    }
+}
+
 impl Write for dyn Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Conn::write(self, buf)
+        std_write(self, buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -66,7 +98,7 @@ impl Read for &dyn Conn {
 }
 impl Write for &dyn Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Conn::write(*self, buf)
+        std_write(*self, buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -80,7 +112,7 @@ macro_rules! stream_conn {
                 Read::read(&mut &*self, buf)
             }
             fn write(&self, buf: &[u8]) -> io::Result<usize> {
-                Write::write(&mut &*self, buf)
+                write_all_counted(&*self, buf)
             }
             fn close(&self) -> io::Result<()> {
                 <$t>::close(self)

@@ -30,6 +30,9 @@ pub struct OpError {
     pub addr: Option<Addr>,
     /// The underlying error.
     pub err: io::Error,
+    /// Bytes written before a write failed ([`crate::Conn::write`] reports the count with
+    /// the error, as Go's `Write` returns `n, err`); 0 for other operations.
+    pub written: usize,
 }
 
 impl fmt::Display for OpError {
@@ -117,8 +120,46 @@ pub(crate) fn op_error(
             source,
             addr,
             err,
+            written: 0,
         },
     )
+}
+
+/// `e` with [`OpError::written`] set to `n` (an error that is not an `OpError` is wrapped in
+/// one, so the count is never lost).
+pub(crate) fn with_written(e: io::Error, n: usize) -> io::Error {
+    if n == 0 {
+        return e;
+    }
+    let kind = e.kind();
+    let wrap = |err: io::Error| OpError {
+        op: "write",
+        net: "",
+        source: None,
+        addr: None,
+        err,
+        written: n,
+    };
+    if e.get_ref().is_none() {
+        return io::Error::new(kind, wrap(e));
+    }
+    let op = match e.into_inner().map(|x| x.downcast::<OpError>()) {
+        Some(Ok(mut op)) => {
+            op.written = n;
+            *op
+        }
+        Some(Err(other)) => wrap(io::Error::new(kind, other)),
+        None => wrap(io::Error::from(kind)), // not reached: `get_ref` was `Some`
+    };
+    io::Error::new(kind, op)
+}
+
+/// The bytes written before the write that returned `e` failed (Go's `n` beside `err`);
+/// 0 when `e` says nothing about it.
+pub fn written(e: &io::Error) -> usize {
+    e.get_ref()
+        .and_then(|x| x.downcast_ref::<OpError>())
+        .map_or(0, |op| op.written)
 }
 
 fn innermost(e: &io::Error) -> &io::Error {

@@ -31,7 +31,9 @@ pub use addr::{split_host_port, Addr, ToAddrs};
 pub use conn::{Conn, Listener};
 pub use context::{bind_context, ContextGuard};
 pub use dial::{dial, dial_timeout, Control, Dialer};
-pub use error::{errno_text, is_closed_error, is_timeout, raw_os_error, OpError, SyscallError};
+pub use error::{
+    errno_text, is_closed_error, is_timeout, raw_os_error, written, OpError, SyscallError,
+};
 pub use listen::{listen, listen_packet, ListenConfig, PacketSocket};
 pub use port::lookup_port;
 pub use serve::{is_temporary, serve};

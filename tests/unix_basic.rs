@@ -47,3 +47,24 @@ fn datagram() {
         let _ = std::fs::remove_file(&pb);
     });
 }
+
+// Abstract-namespace names print as Go prints them, `@name` (Go: TestUnixAutobind and
+// TestUnixConnLocalAndRemoteNames check the abstract names it reports).
+#[test]
+fn abstract_names_print_with_at() {
+    let name = format!("@gort-abstract-{}", std::process::id());
+    gort::run(move || {
+        let l = gort::net::UnixListener::bind(&name).unwrap();
+        assert_eq!(l.local_addr().to_string(), name);
+        let c = gort::net::UnixStream::connect(&name).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert_eq!(c.peer_addr().to_string(), name);
+        assert_eq!(s.local_addr().to_string(), name);
+        assert_eq!(c.local_addr().to_string(), ""); // unnamed client side
+        let d = gort::net::UnixDatagram::bind(format!("{name}-dg")).unwrap();
+        assert_eq!(d.local_addr().to_string(), format!("{name}-dg"));
+        let e = gort::net::UnixStream::connect(format!("{name}-none")).unwrap_err();
+        assert!(e.to_string().contains(&format!("{name}-none")), "{e}");
+        l.close().unwrap();
+    });
+}

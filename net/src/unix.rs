@@ -32,8 +32,20 @@ fn sockaddr(path: &str) -> io::Result<SockAddr> {
     SockAddr::unix(path)
 }
 
+/// The address as Go prints it: the path, `@name` for the abstract namespace, or nothing
+/// for an unnamed socket.
 fn path_of(a: &SockAddr, net: &'static str) -> Addr {
-    Addr::Unix(a.as_pathname().map(Path::to_path_buf), net)
+    use std::os::unix::ffi::OsStrExt;
+    let p = match (a.as_pathname(), a.as_abstract_namespace()) {
+        (Some(p), _) => Some(p.to_path_buf()),
+        (None, Some(name)) => {
+            let mut v = b"@".to_vec();
+            v.extend_from_slice(name);
+            Some(PathBuf::from(std::ffi::OsStr::from_bytes(&v)))
+        }
+        (None, None) => None,
+    };
+    Addr::Unix(p, net)
 }
 
 fn new_sock(ty: Type) -> io::Result<Socket> {
@@ -44,6 +56,9 @@ fn new_sock(ty: Type) -> io::Result<Socket> {
 #[derive(Debug)]
 pub struct UnixListener {
     sock: Sock,
+    /// The bound name (`@name` for the abstract namespace).
+    name: PathBuf,
+    /// The socket file to remove on close (`None` for an abstract name).
     path: Option<PathBuf>,
     unlinked: AtomicBool,
 }
@@ -94,13 +109,14 @@ impl UnixListener {
         }
         Ok(UnixListener {
             sock: Sock::new(s).map_err(err)?,
+            name: PathBuf::from(path),
             path: file,
             unlinked: AtomicBool::new(false),
         })
     }
 
     fn addr(&self) -> Addr {
-        Addr::Unix(self.path.clone(), "unix")
+        Addr::Unix(Some(self.name.clone()), "unix")
     }
 
     // Cold and out of line: the error path's address temporaries stay out of the frames of

@@ -182,7 +182,9 @@ impl Drop for UnixListener {
 }
 
 impl UnixStream {
-    /// Connects to `path`.
+    /// Connects to `path`. If the listener's backlog is full, fails at once with `connect:
+    /// resource temporarily unavailable` (kind `WouldBlock`: try again later), as Go does:
+    /// a Unix connect never waits for the listener, so there is nothing to park on.
     pub fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         UnixStream::connect_deadline(&path.as_ref().to_string_lossy(), None)
     }

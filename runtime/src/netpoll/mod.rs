@@ -69,7 +69,9 @@ impl std::fmt::Display for ClosedError {
 }
 impl std::error::Error for ClosedError {}
 
-/// A fresh "use of closed network connection" error (kind `NotConnected`).
+/// A fresh "use of closed network connection" error (Go's `net.ErrClosed`), kind
+/// `NotConnected`. An `ENOTCONN` from the kernel has that kind too: tell them apart with
+/// [`is_closed_error`] (gort-net's looks through its `OpError`s), not by kind.
 pub fn closed_error() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, ClosedError)
 }

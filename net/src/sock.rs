@@ -12,6 +12,10 @@
 //! lock for the whole buffer, so concurrent writers never interleave bytes. Errors here are
 //! raw (`SyscallError`-tagged); the socket types wrap them in `OpError`.
 //!
+//! std-style timeouts are not a second mechanism: each operation arms the Go-style deadline
+//! of its direction with now + timeout (so a timeout overrides a deadline set by hand, and
+//! clearing the timeout clears the deadline). A socket uses one style or the other.
+//!
 //! Differences from Go: Go checks deadlines before the syscall (`prepareRead`); here the
 //! syscall is tried first so already-buffered data is returned after a deadline, as the gort
 //! issue asks.

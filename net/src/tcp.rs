@@ -226,6 +226,10 @@ impl TcpStream {
     crate::sock::deadline_methods!(|c: &Self, e| c.err("set", e));
 
     /// std-style per-read timeout (each read gets a fresh deadline); zero is an error.
+    ///
+    /// It shares the read deadline with [`TcpStream::set_read_deadline`]: while a timeout is
+    /// set, each read replaces the deadline with now + timeout, and `None` clears the
+    /// deadline too. Use one of the two styles per connection.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
         self.sock.set_read_timeout(d)
     }

@@ -3,16 +3,18 @@
 //! What: [`Addr`] is what `local_addr`/`remote_addr` of the Go-style traits return; it
 //! prints like Go's (`127.0.0.1:80`, `[::1]:80`, `/tmp/sock`). [`resolve`] turns
 //! `"host:port"` into socket addresses: literal IPs and `localhost` never reach
-//! `getaddrinfo`; other names are resolved with `getaddrinfo` on the blocking pool via
-//! `spawn_blocking`, so a worker is never blocked by DNS.
+//! `getaddrinfo`; other names are resolved with `getaddrinfo` (resolve_sys.rs, Go-style
+//! errors such as `lookup HOST: no such host`) on the blocking pool via `spawn_blocking`, so
+//! a worker is never blocked by DNS.
 //!
 //! Invariants: results are filtered by the network's family (`tcp4` keeps IPv4 only, `tcp6`
-//! IPv6 only) and keep resolver order; `localhost` gives 127.0.0.1 before ::1.
+//! IPv6 only) and keep resolver order, duplicates removed; `localhost` gives 127.0.0.1 before
+//! ::1.
 //!
 //! Differences from Go: no pure-Go resolver. Ports may be service names (port.rs).
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 /// A network endpoint address (Go's `net.Addr`).
@@ -129,17 +131,11 @@ pub(crate) fn resolve(
         ]
     } else {
         let h = host.to_string();
-        let r = gort_runtime::spawn_blocking(move || {
-            (h.as_str(), port)
-                .to_socket_addrs()
-                .map(|i| i.collect::<Vec<_>>())
-        });
-        r.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("lookup {host}: {}", crate::error::errno_text_or(&e)),
-            )
-        })?
+        let ips = gort_runtime::spawn_blocking(move || crate::resolve_sys::lookup_ip(&h, fam))
+            .map_err(|e| io::Error::new(e.kind(), format!("lookup {host}: {e}")))?;
+        ips.into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect()
     };
     if host.is_empty() && fam == Family::V4 && listen {
         out.retain(|a| a.is_ipv4());

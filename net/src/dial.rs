@@ -222,6 +222,15 @@ pub fn dial_timeout(network: &str, address: &str, timeout: Duration) -> io::Resu
 mod tests {
     use super::*;
     use crate::addr::SLOW_TEST_HOST;
+    use crate::tcp::TcpListener;
+
+    /// A loopback port with nothing listening: bound, then released.
+    fn refusing_addr() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        a
+    }
 
     // Go: TestDialTimeout behaviours (the timeout covers the lookup): a lookup that takes 2 s
     // fails a 50 ms dial with `lookup HOST: i/o timeout`; `deadline` and UDP alike.
@@ -266,6 +275,51 @@ mod tests {
                     "waited for the lookup"
                 );
             }
+        });
+    }
+
+    // Go: dialSerial's contract ("the first successful connection, or the first error"), as
+    // TestDialParallel checks it for the primaries: addresses are tried in order; the first
+    // that accepts wins; if none does, the FIRST error is returned.
+    #[test]
+    fn tries_addresses_in_order_and_returns_the_first_error() {
+        gort_runtime::run(|| {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let live = l.local_addr().unwrap();
+            let (r1, r2) = (refusing_addr(), "127.0.0.1:1".parse().unwrap());
+            for deadline in [None, Instant::now().checked_add(Duration::from_secs(30))] {
+                let d = Dialer::new();
+                let s = d.dial_tcp_addrs("tcp", &[r1, live], deadline).unwrap();
+                assert_eq!(s.peer_addr().unwrap(), live);
+                // The public surface: TcpStream::connect with a slice.
+                let s = TcpStream::connect(&[r1, live][..]).unwrap();
+                assert_eq!(s.peer_addr().unwrap(), live);
+
+                let e = d.dial_tcp_addrs("tcp", &[r1, r2], deadline).unwrap_err();
+                assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+                assert_eq!(
+                    e.to_string(),
+                    format!("dial tcp {r1}: connect: connection refused")
+                );
+                let e = d.dial_tcp_addrs("tcp", &[r2, r1], deadline).unwrap_err();
+                assert_eq!(
+                    e.to_string(),
+                    format!("dial tcp {r2}: connect: connection refused")
+                );
+            }
+            // Of two live addresses the first wins.
+            let l2 = TcpListener::bind("127.0.0.1:0").unwrap();
+            let live2 = l2.local_addr().unwrap();
+            let s = Dialer::new()
+                .dial_tcp_addrs("tcp", &[live2, live], None)
+                .unwrap();
+            assert_eq!(s.peer_addr().unwrap(), live2);
+            // With the deadline already past no address is tried: the error is a timeout.
+            let past = Some(Instant::now());
+            let e = Dialer::new()
+                .dial_tcp_addrs("tcp", &[r1, live], past)
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
         });
     }
 }

@@ -141,8 +141,7 @@ fn gai_text(rc: i32) -> String {
 mod tests {
     use super::*;
 
-    // Go: TestLookupHost-style behaviours on names that exist here without DNS: /etc/hosts
-    // order, and .invalid names (RFC 6761: never resolve).
+    // Go: the DNSError texts of the cgo resolver (cgo_unix.go), with gort's lower case.
     #[test]
     fn errors_read_like_go() {
         let e = gai_error(libc::EAI_NONAME, io::Error::from_raw_os_error(0));
@@ -162,6 +161,8 @@ mod tests {
         assert!(e.to_string().starts_with("non-recoverable failure"), "{e}");
     }
 
+    // Go: TestLookupHost-style behaviours on names that resolve without DNS (/etc/hosts)
+    // and on .invalid names (RFC 6761: never resolve), and on names that cannot exist.
     #[test]
     fn localhost_from_the_system_resolver() {
         let ips = lookup_ip("localhost", Family::V4).unwrap();

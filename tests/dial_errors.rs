@@ -47,14 +47,46 @@ fn bad_inputs() {
     });
 }
 
-// Names other than localhost are resolved on the blocking pool (getaddrinfo); a hosts-file
-// name that may not exist must fail cleanly rather than block a worker.
+// Go: TestDialError / the DNSError text: names other than localhost are resolved on the
+// blocking pool (getaddrinfo); a `.invalid` name (RFC 6761: never resolves) fails with Go's
+// "no such host" and kind NotFound, for every dialing surface.
 #[test]
 fn resolver_name() {
     gort::run(|| {
-        let r = gort::net::dial_timeout("tcp", "nonexistent.invalid:80", Duration::from_secs(5));
-        assert!(r.is_err());
+        let text = "dial tcp: lookup nonexistent.invalid: no such host";
+        let e = gort::net::dial_timeout("tcp", "nonexistent.invalid:80", Duration::from_secs(5))
+            .err()
+            .unwrap();
+        assert_eq!(
+            (e.kind(), e.to_string().as_str()),
+            (ErrorKind::NotFound, text)
+        );
+        let e = gort::net::dial("tcp", "nonexistent.invalid:80")
+            .err()
+            .unwrap();
+        assert_eq!(
+            (e.kind(), e.to_string().as_str()),
+            (ErrorKind::NotFound, text)
+        );
+        let e = gort::net::TcpStream::connect("nonexistent.invalid:80").unwrap_err();
+        assert_eq!(
+            (e.kind(), e.to_string().as_str()),
+            (ErrorKind::NotFound, text)
+        );
+        let e = gort::net::dial("udp6", "Nonexistent.INVALID:53")
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.to_string(),
+            "dial udp6: lookup Nonexistent.INVALID: no such host"
+        );
     });
+    // A plain thread (no pool) gets the same.
+    let e = gort::net::dial("tcp", "nonexistent.invalid:80")
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
 }
 
 // Go: TestLookupPort behaviours: service names work in addresses, as in `net.Dial("tcp",

@@ -228,6 +228,58 @@ fn spawn_blocking_parks_only_the_coroutine() {
     assert!(r.is_err());
 }
 
+// The lookup half of Go's TestDialTimeout behaviours (a dial deadline covers name
+// resolution): waiting for blocking work ends at the deadline, while the job runs on.
+#[test]
+fn spawn_blocking_deadline_gives_up_at_the_deadline() {
+    let rt = runtime::Builder::new().workers(1).build().unwrap();
+    let slow = || {
+        std::thread::sleep(Duration::from_secs(2));
+        1
+    };
+    rt.run(move || {
+        // The worker stays free while the coroutine waits.
+        let ticker = gort::spawn(|| gort::time::sleep(Duration::from_millis(1)));
+        let t0 = Instant::now();
+        let e = gort::spawn_blocking_deadline(t0 + Duration::from_millis(50), slow).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(e.to_string(), "i/o timeout");
+        // A behaviour bound (the job takes 2 s), not a benchmark.
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "waited for the job"
+        );
+        ticker.join().unwrap();
+        // In time: the value; a panic in time is resumed on the caller.
+        let far = Instant::now() + Duration::from_secs(60);
+        assert_eq!(gort::spawn_blocking_deadline(far, || 7).unwrap(), 7);
+        let far = Instant::now() + Duration::from_secs(60);
+        let r = std::panic::catch_unwind(|| {
+            gort::spawn_blocking_deadline(far, || -> u8 { panic!("in pool") })
+        });
+        assert!(r.is_err());
+        // A deadline already past fails at once without running the job.
+        let ran = Arc::new(AtomicBool::new(false));
+        let r2 = ran.clone();
+        let e =
+            gort::spawn_blocking_deadline(Instant::now(), move || r2.store(true, Ordering::SeqCst))
+                .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        gort::time::sleep(Duration::from_millis(20));
+        assert!(!ran.load(Ordering::SeqCst));
+    });
+    // From a plain thread: the same, with the job on a thread of its own.
+    let t0 = Instant::now();
+    let e = gort::spawn_blocking_deadline(t0 + Duration::from_millis(50), slow).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "waited for the job"
+    );
+    let far = Instant::now() + Duration::from_secs(60);
+    assert_eq!(gort::spawn_blocking_deadline(far, || 8).unwrap(), 8);
+}
+
 #[test]
 fn spawn_from_many_threads_at_once() {
     let rt = Arc::new(runtime::Builder::new().workers(2).build().unwrap());

@@ -3,17 +3,21 @@
 //! What: [`Addr`] is what `local_addr`/`remote_addr` of the Go-style traits return; it
 //! prints like Go's (`127.0.0.1:80`, `[::1]:80`, `/tmp/sock`). [`resolve`] turns
 //! `"host:port"` into socket addresses: literal IPs and `localhost` never reach
-//! `getaddrinfo`; other names are resolved with `getaddrinfo` on the blocking pool via
-//! `spawn_blocking`, so a worker is never blocked by DNS.
+//! `getaddrinfo`; other names are resolved with `getaddrinfo` (resolve_sys.rs, Go-style
+//! errors such as `lookup HOST: no such host`) on the blocking pool via `spawn_blocking`, so
+//! a worker is never blocked by DNS; with a deadline (a dial's) the caller waits for the
+//! lookup only until then (`spawn_blocking_deadline`).
 //!
 //! Invariants: results are filtered by the network's family (`tcp4` keeps IPv4 only, `tcp6`
-//! IPv6 only) and keep resolver order; `localhost` gives 127.0.0.1 before ::1.
+//! IPv6 only) and keep resolver order, duplicates removed; `localhost` gives 127.0.0.1 before
+//! ::1.
 //!
 //! Differences from Go: no pure-Go resolver. Ports may be service names (port.rs).
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// A network endpoint address (Go's `net.Addr`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +92,10 @@ pub fn split_host_port(hostport: &str) -> io::Result<(&str, &str)> {
     Ok((host, port))
 }
 
+/// Unit tests only: a name whose lookup takes 2 s (then fails: it is `.invalid`).
+#[cfg(test)]
+pub(crate) const SLOW_TEST_HOST: &str = "slow.gort-test.invalid";
+
 fn keep(fam: Family, a: &SocketAddr) -> bool {
     match fam {
         Family::Any => true,
@@ -99,12 +107,15 @@ fn keep(fam: Family, a: &SocketAddr) -> bool {
 /// Resolves `hostport` for `fam`, its port a number or a service name of protocol `proto`
 /// ("tcp", "udp", or "" for either; see port.rs). An empty host gives `wildcard` addresses
 /// when `listen` (IPv6 first for `Any`, the dual-stack choice), or loopback when dialing,
-/// as Go does.
+/// as Go does. A lookup still running at `deadline` fails with `lookup HOST: i/o timeout`
+/// (kind `TimedOut`) and is left to finish on the blocking pool (Go's DialTimeout covers
+/// the lookup too).
 pub(crate) fn resolve(
     hostport: &str,
     proto: &str,
     fam: Family,
     listen: bool,
+    deadline: Option<Instant>,
 ) -> io::Result<Vec<SocketAddr>> {
     let (host, port) = split_host_port(hostport)?;
     let port = crate::port::port_of(proto, hostport, port)?;
@@ -129,17 +140,22 @@ pub(crate) fn resolve(
         ]
     } else {
         let h = host.to_string();
-        let r = gort_runtime::spawn_blocking(move || {
-            (h.as_str(), port)
-                .to_socket_addrs()
-                .map(|i| i.collect::<Vec<_>>())
-        });
-        r.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("lookup {host}: {}", crate::error::errno_text_or(&e)),
-            )
-        })?
+        let job = move || {
+            #[cfg(test)]
+            if h == SLOW_TEST_HOST {
+                // Unit tests only: a lookup that takes 2 s, to test dial deadlines.
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            crate::resolve_sys::lookup_ip(&h, fam)
+        };
+        let r = match deadline {
+            Some(d) => gort_runtime::spawn_blocking_deadline(d, job).and_then(|r| r),
+            None => gort_runtime::spawn_blocking(job),
+        };
+        let ips = r.map_err(|e| io::Error::new(e.kind(), format!("lookup {host}: {e}")))?;
+        ips.into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect()
     };
     if host.is_empty() && fam == Family::V4 && listen {
         out.retain(|a| a.is_ipv4());
@@ -168,7 +184,7 @@ impl ToAddrs for SocketAddr {
 }
 impl ToAddrs for str {
     fn to_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        resolve(self, "", Family::Any, false)
+        resolve(self, "", Family::Any, false, None)
     }
 }
 impl ToAddrs for String {
@@ -185,7 +201,13 @@ impl ToAddrs for (&str, u16) {
     fn to_addrs(&self) -> io::Result<Vec<SocketAddr>> {
         match self.0.parse::<IpAddr>() {
             Ok(ip) => Ok(vec![SocketAddr::new(ip, self.1)]),
-            Err(_) => resolve(&format!("{}:{}", self.0, self.1), "", Family::Any, false),
+            Err(_) => resolve(
+                &format!("{}:{}", self.0, self.1),
+                "",
+                Family::Any,
+                false,
+                None,
+            ),
         }
     }
 }

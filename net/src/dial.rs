@@ -6,8 +6,10 @@
 //! order; with a timeout each attempt gets a share of the time left, as Go's
 //! `partialDeadline` does (at least 2 s or whatever is left). The first error is returned.
 //!
-//! Invariants: `now + timeout` is computed with `checked_add`, so a huge timeout means no
-//! deadline instead of an overflow panic. The control hook sees the raw socket before
+//! Invariants: the deadline (`timeout`/`deadline`) is computed once, before the lookup, and
+//! covers it: a lookup still running then fails the dial with `dial tcp: lookup HOST: i/o
+//! timeout`, as Go's DialTimeout does. `now + timeout` is computed with `checked_add`, so a
+//! huge timeout means no deadline instead of an overflow panic. The control hook sees the raw socket before
 //! bind/connect.
 //!
 //! Differences from Go: no Happy Eyeballs (addresses are tried sequentially); no context.
@@ -111,7 +113,7 @@ impl Dialer {
         self
     }
 
-    fn overall_deadline(&self) -> Option<Instant> {
+    pub(crate) fn overall_deadline(&self) -> Option<Instant> {
         let t = self.timeout.and_then(|t| Instant::now().checked_add(t));
         match (t, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -119,13 +121,14 @@ impl Dialer {
         }
     }
 
-    /// Dials TCP to the given addresses in order.
+    /// Dials TCP to the given addresses in order, all by `deadline` (from
+    /// [`Dialer::overall_deadline`], taken before the lookup).
     pub(crate) fn dial_tcp_addrs(
         &self,
         net: &'static str,
         addrs: &[SocketAddr],
+        deadline: Option<Instant>,
     ) -> io::Result<TcpStream> {
-        let deadline = self.overall_deadline();
         let mut first: Option<io::Error> = None;
         for (i, a) in addrs.iter().enumerate() {
             let partial = deadline.map(|d| partial_deadline(d, addrs.len() - i));
@@ -155,19 +158,18 @@ impl Dialer {
     pub fn dial(&self, network: &str, address: &str) -> io::Result<Box<dyn Conn>> {
         let (proto, fam, net) = parse_network("dial", network)?;
         let wrap = |e| op_error("dial", net, None, None, e);
+        // Once, before the lookup: the timeout covers resolving too, as in Go.
+        let deadline = self.overall_deadline();
         match proto {
             Proto::Tcp => {
-                let addrs = resolve(address, "tcp", fam, false).map_err(wrap)?;
-                Ok(Box::new(self.dial_tcp_addrs(net, &addrs)?))
+                let addrs = resolve(address, "tcp", fam, false, deadline).map_err(wrap)?;
+                Ok(Box::new(self.dial_tcp_addrs(net, &addrs, deadline)?))
             }
             Proto::Udp => {
-                let addrs = resolve(address, "udp", fam, false).map_err(wrap)?;
+                let addrs = resolve(address, "udp", fam, false, deadline).map_err(wrap)?;
                 Ok(Box::new(UdpSocket::dial(net, addrs[0], self)?))
             }
-            Proto::Unix => Ok(Box::new(UnixStream::connect_deadline(
-                address,
-                self.overall_deadline(),
-            )?)),
+            Proto::Unix => Ok(Box::new(UnixStream::connect_deadline(address, deadline)?)),
             Proto::Unixgram => {
                 let s = UnixDatagram::unbound()?;
                 s.connect(address)?;
@@ -186,9 +188,10 @@ impl Dialer {
             );
             return Err(op_error("dial", net, None, None, e));
         }
-        let addrs = resolve(address, "tcp", fam, false)
+        let deadline = self.overall_deadline();
+        let addrs = resolve(address, "tcp", fam, false, deadline)
             .map_err(|e| op_error("dial", net, None, None, e))?;
-        self.dial_tcp_addrs(net, &addrs)
+        self.dial_tcp_addrs(net, &addrs, deadline)
     }
 }
 
@@ -213,4 +216,110 @@ pub fn dial(network: &str, address: &str) -> io::Result<Box<dyn Conn>> {
 /// Go's `net.DialTimeout`. A huge timeout means no deadline.
 pub fn dial_timeout(network: &str, address: &str, timeout: Duration) -> io::Result<Box<dyn Conn>> {
     Dialer::new().timeout(timeout).dial(network, address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::SLOW_TEST_HOST;
+    use crate::tcp::TcpListener;
+
+    /// A loopback port with nothing listening: bound, then released.
+    fn refusing_addr() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        a
+    }
+
+    // Go: TestDialTimeout behaviours (the timeout covers the lookup): a lookup that takes 2 s
+    // fails a 50 ms dial with `lookup HOST: i/o timeout`; `deadline` and UDP alike.
+    #[test]
+    fn timeout_covers_the_lookup() {
+        gort_runtime::run(|| {
+            let addr = format!("{SLOW_TEST_HOST}:80");
+            let ms50 = Duration::from_millis(50);
+            type DialFn<'a> = Box<dyn Fn() -> io::Result<()> + 'a>;
+            let dials: [(&str, DialFn<'_>); 4] = [
+                (
+                    "tcp",
+                    Box::new(|| dial_timeout("tcp", &addr, ms50).map(drop)),
+                ),
+                (
+                    "udp",
+                    Box::new(|| dial_timeout("udp", &addr, ms50).map(drop)),
+                ),
+                (
+                    "tcp",
+                    Box::new(|| {
+                        let d = Dialer::new().deadline(Instant::now() + ms50);
+                        d.dial_tcp("tcp", &addr).map(drop)
+                    }),
+                ),
+                (
+                    "tcp4",
+                    Box::new(|| Dialer::new().timeout(ms50).dial("tcp4", &addr).map(drop)),
+                ),
+            ];
+            for (net, f) in dials {
+                let t0 = Instant::now();
+                let e = f().unwrap_err();
+                assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+                assert_eq!(
+                    e.to_string(),
+                    format!("dial {net}: lookup {SLOW_TEST_HOST}: i/o timeout")
+                );
+                // A behaviour bound (the lookup takes 2 s), not a benchmark.
+                assert!(
+                    t0.elapsed() < Duration::from_millis(1500),
+                    "waited for the lookup"
+                );
+            }
+        });
+    }
+
+    // Go: dialSerial's contract ("the first successful connection, or the first error"), as
+    // TestDialParallel checks it for the primaries: addresses are tried in order; the first
+    // that accepts wins; if none does, the FIRST error is returned.
+    #[test]
+    fn tries_addresses_in_order_and_returns_the_first_error() {
+        gort_runtime::run(|| {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let live = l.local_addr().unwrap();
+            let (r1, r2) = (refusing_addr(), "127.0.0.1:1".parse().unwrap());
+            for deadline in [None, Instant::now().checked_add(Duration::from_secs(30))] {
+                let d = Dialer::new();
+                let s = d.dial_tcp_addrs("tcp", &[r1, live], deadline).unwrap();
+                assert_eq!(s.peer_addr().unwrap(), live);
+                // The public surface: TcpStream::connect with a slice.
+                let s = TcpStream::connect(&[r1, live][..]).unwrap();
+                assert_eq!(s.peer_addr().unwrap(), live);
+
+                let e = d.dial_tcp_addrs("tcp", &[r1, r2], deadline).unwrap_err();
+                assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+                assert_eq!(
+                    e.to_string(),
+                    format!("dial tcp {r1}: connect: connection refused")
+                );
+                let e = d.dial_tcp_addrs("tcp", &[r2, r1], deadline).unwrap_err();
+                assert_eq!(
+                    e.to_string(),
+                    format!("dial tcp {r2}: connect: connection refused")
+                );
+            }
+            // Of two live addresses the first wins.
+            let l2 = TcpListener::bind("127.0.0.1:0").unwrap();
+            let live2 = l2.local_addr().unwrap();
+            let s = Dialer::new()
+                .dial_tcp_addrs("tcp", &[live2, live], None)
+                .unwrap();
+            assert_eq!(s.peer_addr().unwrap(), live2);
+            // With the deadline already past no address is tried: the error is a timeout.
+            let past = Some(Instant::now());
+            let e = Dialer::new()
+                .dial_tcp_addrs("tcp", &[r1, live], past)
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        });
+    }
 }

@@ -190,11 +190,3 @@ pub fn raw_os_error(e: &io::Error) -> Option<i32> {
         .and_then(|x| x.downcast_ref::<SyscallError>())
         .map(|s| s.errno)
 }
-
-/// Go-style text of any io::Error: errno text when it has one, else its Display.
-pub(crate) fn errno_text_or(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => errno_text(n),
-        None => e.to_string(),
-    }
-}

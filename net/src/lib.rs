@@ -21,6 +21,7 @@ mod dial;
 mod error;
 mod listen;
 mod port;
+mod resolve_sys;
 mod serve;
 mod sock;
 mod tcp;

@@ -144,7 +144,7 @@ impl ListenConfig {
         let (proto, fam, net) = parse_network("listen", network)?;
         match proto {
             Proto::Tcp => {
-                let addrs = resolve(address, "tcp", fam, true)
+                let addrs = resolve(address, "tcp", fam, true, None)
                     .map_err(|e| op_error("listen", net, None, None, e))?;
                 Ok(Box::new(self.listen_tcp_addrs(net, &addrs)?))
             }
@@ -167,7 +167,7 @@ impl ListenConfig {
         let (proto, fam, net) = parse_network("listen", network)?;
         match proto {
             Proto::Udp => {
-                let addrs = resolve(address, "udp", fam, true)
+                let addrs = resolve(address, "udp", fam, true, None)
                     .map_err(|e| op_error("listen", net, None, None, e))?;
                 Ok(PacketSocket::Udp(self.listen_udp_addrs(net, &addrs)?))
             }

@@ -1,7 +1,8 @@
 //! Join handles: a one-shot result slot between a finished coroutine and its joiner.
 //!
 //! A spawned coroutine's result lives in its task (`slot.rs`, one allocation per spawn); the
-//! [`JoinHandle`] holds the task. [`Packet`] is the standalone slot for `spawn_blocking`.
+//! [`JoinHandle`] holds the task. [`Packet`] is the standalone slot for `spawn_blocking` (and `spawn_blocking_deadline`,
+//! whose joiner may give up at a deadline and leave the result to be dropped with the packet).
 //! `Packet` states: `EMPTY`, `WAITING` (a joiner stored its unparker), `DONE` (the result is
 //! written). The joiner writes `waiter` before its CAS `EMPTY -> WAITING` (Release); the
 //! coroutine writes `result` before its swap to `DONE` (AcqRel) and reads `waiter` only if the
@@ -12,6 +13,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::park::{self, Unparker};
 use crate::task::{TaskRef, WaitReason};
@@ -74,20 +76,42 @@ impl<T> Packet<T> {
     }
 
     pub(crate) fn wait(&self, why: WaitReason) -> std::thread::Result<T> {
+        match self.wait_until(None, why) {
+            Some(r) => r,
+            None => crate::overflow::throw("Packet::wait: no result without a deadline"),
+        }
+    }
+
+    /// [`Packet::wait`] until `deadline` (none: without limit). `None` when the result is not
+    /// there by then; the completer may still write it later, and it is dropped with the
+    /// packet. Called at most once per packet (by its unique joiner).
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        why: WaitReason,
+    ) -> Option<std::thread::Result<T>> {
         if !self.is_done() {
-            // SAFETY: only the (unique) joiner writes `waiter`, before the CAS below; the
-            // coroutine reads it only after seeing WAITING.
+            // SAFETY: only the (unique) joiner writes `waiter`, once, before the CAS below; the
+            // coroutine reads it only after seeing WAITING. A joiner that gives up at its
+            // deadline never touches `waiter` again, so a late `complete` may still take it.
             unsafe { *self.waiter.get() = Some(park::unparker()) };
             // Release: publishes `waiter` (pairs with the AcqRel swap in `complete`).
             let _ =
                 self.state
                     .compare_exchange(EMPTY, WAITING, Ordering::AcqRel, Ordering::Acquire);
             while !self.is_done() {
-                park::park_reason(why);
+                match deadline {
+                    None => park::park_reason(why),
+                    Some(d) => {
+                        if park::park_deadline(d, why) && !self.is_done() {
+                            return None;
+                        }
+                    }
+                }
             }
         }
         match self.take() {
-            Some(r) => r,
+            Some(r) => Some(r),
             None => crate::overflow::throw("Packet::wait: result taken twice"),
         }
     }

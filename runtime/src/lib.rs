@@ -32,5 +32,7 @@ pub mod timer;
 mod timeutil;
 
 pub use join::{JoinError, JoinHandle};
-pub use spawn::{current, run, spawn, spawn_blocking, yield_now, Builder, CoroutineInfo};
+pub use spawn::{
+    current, run, spawn, spawn_blocking, spawn_blocking_deadline, yield_now, Builder, CoroutineInfo,
+};
 pub use task::WaitReason;

@@ -1,5 +1,5 @@
 //! Spawning coroutines: `go!`, [`spawn`], [`Builder`], [`run`], [`yield_now`], [`current`],
-//! [`spawn_blocking`] (Go's `newproc`, `Gosched`, and the `go` statement).
+//! [`spawn_blocking`], [`spawn_blocking_deadline`] (Go's `newproc`, `Gosched`, and the `go` statement).
 //!
 //! A spawn puts the closure (later its result) inline in the task (`slot.rs`), which it builds
 //! in a cell of the task pool taken from the calling worker's own cache (registry.rs, slab.rs:
@@ -13,6 +13,7 @@
 use std::io;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crate::join::{JoinHandle, Packet};
 use crate::overflow::CoroIdent;
@@ -258,5 +259,56 @@ where
     match packet.wait(WaitReason::Blocking) {
         Ok(v) => v,
         Err(p) => panic::resume_unwind(p),
+    }
+}
+
+/// [`spawn_blocking`] that waits only until `deadline`: `f`'s value if it finished in time,
+/// else an `i/o timeout` error of kind `TimedOut` (the netpoller's
+/// [`timeout_error`](crate::netpoll::timeout_error)); a deadline already past fails at once
+/// without running `f`. After a timeout `f` keeps running in the background and its value (or
+/// panic) is dropped when it finishes, so use this for work that may harmlessly finish late
+/// (a `getaddrinfo` lookup), not for work whose effects the caller must see. A panic in `f`
+/// that comes in time is resumed on the caller.
+///
+/// From a plain thread (no pool) `f` runs on a new thread of its own, or inline if no thread
+/// can be started (then the caller waits for it, past the deadline).
+pub fn spawn_blocking_deadline<F, T>(deadline: Instant, f: F) -> io::Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if Instant::now() >= deadline {
+        return Err(crate::netpoll::timeout_error());
+    }
+    let packet = Packet::new();
+    let p2 = packet.clone();
+    let job = move || p2.complete(panic::catch_unwind(AssertUnwindSafe(f)));
+    match worker::current_task().map(|t| t.rt) {
+        Some(rt) => rt.blocking.execute(Box::new(job)),
+        None => {
+            // `spawn` consumes its closure even when it fails, so the job waits in a shared
+            // slot: the new thread takes it, or, if none could be started, the caller does.
+            let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
+            let s2 = slot.clone();
+            let spawned = std::thread::Builder::new()
+                .name("gort-blocking".into())
+                .spawn(move || take_and_run(&s2));
+            if spawned.is_err() {
+                take_and_run(&slot);
+            }
+        }
+    }
+    match packet.wait_until(Some(deadline), WaitReason::Blocking) {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(p)) => panic::resume_unwind(p),
+        None => Err(crate::netpoll::timeout_error()),
+    }
+}
+
+/// Runs the job in `slot` if it is still there.
+fn take_and_run(slot: &std::sync::Mutex<Option<impl FnOnce()>>) {
+    let job = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(job) = job {
+        job();
     }
 }

@@ -38,7 +38,11 @@ fn huge_timeout_and_localhost() {
 #[test]
 fn bad_inputs() {
     gort::run(|| {
-        assert!(gort::net::dial("tcpx", "127.0.0.1:1").is_err());
+        let e = gort::net::dial("tcpx", "127.0.0.1:1").unwrap_err();
+        assert_eq!(e.to_string(), "dial tcpx: unknown network tcpx");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        let e = gort::net::listen("ipx", ":0").unwrap_err();
+        assert_eq!(e.to_string(), "listen ipx: unknown network ipx");
         assert!(gort::net::dial("tcp", "127.0.0.1").is_err());
         assert_eq!(
             gort::net::split_host_port("[::1]:80").unwrap(),

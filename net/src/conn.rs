@@ -51,6 +51,26 @@ pub trait Listener: Send + Sync {
     fn addr(&self) -> Addr;
 }
 
+/// `{:?}` of a `Box<dyn Conn>` (so `Result<Box<dyn Conn>, _>` has `unwrap_err`, `dbg!`...):
+/// its addresses.
+impl std::fmt::Debug for dyn Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("local", &self.local_addr())
+            .field("remote", &self.remote_addr())
+            .finish()
+    }
+}
+
+/// `{:?}` of a `Box<dyn Listener>`: its address.
+impl std::fmt::Debug for dyn Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("addr", &self.addr())
+            .finish()
+    }
+}
+
 impl Read for dyn Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Conn::read(self, buf)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::addr::{resolve, Family};
 use crate::conn::Conn;
-use crate::error::op_error;
+use crate::error::{op_error, OpError};
 use crate::tcp::TcpStream;
 use crate::udp::UdpSocket;
 use crate::unix::{UnixDatagram, UnixStream};
@@ -55,7 +55,15 @@ pub(crate) fn parse_network(
                 io::ErrorKind::InvalidInput,
                 format!("unknown network {network}"),
             );
-            return Err(op_error(op, "", None, None, e));
+            let op = OpError {
+                op,
+                net: network.to_string().into(),
+                source: None,
+                addr: None,
+                err: e,
+                written: 0,
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, op));
         }
     })
 }

@@ -12,6 +12,7 @@
 //! Differences from Go: `io::Error::new` hides `raw_os_error()` of the outer error; use
 //! [`raw_os_error`] (or `OpError::err`) to get the errno, and [`is_closed_error`] instead of
 //! `errors.Is(err, net.ErrClosed)`.
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
@@ -22,8 +23,9 @@ use crate::addr::Addr;
 pub struct OpError {
     /// The operation: "dial", "listen", "accept", "read", "write", "close", "set", ...
     pub op: &'static str,
-    /// The network: "tcp", "tcp4", "udp", "unix", ...
-    pub net: &'static str,
+    /// The network: "tcp", "tcp4", "udp", "unix", ... (as the caller spelled it when it is
+    /// not one of these: `dial tcpx: unknown network tcpx`).
+    pub net: Cow<'static, str>,
     /// The local address, for operations on a connection (Go's `Source`).
     pub source: Option<Addr>,
     /// The remote address (or the listening address for listeners).
@@ -116,7 +118,7 @@ pub(crate) fn op_error(
         err.kind(),
         OpError {
             op,
-            net,
+            net: Cow::Borrowed(net),
             source,
             addr,
             err,
@@ -134,7 +136,7 @@ pub(crate) fn with_written(e: io::Error, n: usize) -> io::Error {
     let kind = e.kind();
     let wrap = |err: io::Error| OpError {
         op: "write",
-        net: "",
+        net: Cow::Borrowed(""),
         source: None,
         addr: None,
         err,

@@ -131,3 +131,53 @@ fn unjoined_panic_prints_and_process_lives() {
     assert!(err.contains("kaboom"), "stderr: {err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("still alive"));
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+// A dropped runtime closes its epoll instances and eventfds (gort-specific: Go has one
+// runtime per process). 50 runtimes of 4 workers each would leak 400 descriptors before.
+// Each runtime also gets a connection that outlives it: its drop (deregistration) and a
+// late wake-up must not touch the closed (and by then reused) numbers.
+#[test]
+fn dropped_runtimes_close_their_descriptors() {
+    if is_child("rt_fds") {
+        let before = open_fds();
+        let mut survivors = Vec::new();
+        for _ in 0..50 {
+            let rt = gort::runtime::Builder::new().workers(4).build().unwrap();
+            let (c, s) = rt.run(|| {
+                let l = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let c = gort::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+                let (s, _) = l.accept().unwrap();
+                // Registered with this runtime's poller (a wait happened on the way).
+                s.set_read_deadline(Some(std::time::Instant::now()))
+                    .unwrap();
+                let _ = std::io::Read::read(&mut &s, &mut [0u8; 1]);
+                (c, s)
+            });
+            drop(rt);
+            survivors.push((c, s));
+        }
+        let with_survivors = open_fds();
+        drop(survivors);
+        let after = open_fds();
+        println!("FDS before={before} with={with_survivors} after={after}");
+        std::process::exit(0);
+    }
+    let out = child("rt_fds", "dropped_runtimes_close_their_descriptors");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {out:?}");
+    let at = text.find("FDS ").expect("no FDS line");
+    let line = text[at..].lines().next().unwrap();
+    let n: Vec<usize> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|kv| kv.split('=').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let (before, with, after) = (n[0], n[1], n[2]);
+    // 100 sockets survive the runtimes; nothing else may.
+    assert!(with <= before + 100 + 4, "{line}");
+    assert!(after <= before + 4, "{line}");
+}

@@ -81,10 +81,12 @@ impl Builder {
 }
 
 /// A running runtime. Dropping it stops its workers; coroutines still parked then are
-/// leaked, never unwound. Its epoll instances and wake-up eventfds (two descriptors per worker) stay open:
-/// connections registered with it may outlive it, and closing the epoll descriptor would let
-/// their deregistration reach an unrelated descriptor that reused the number. Runtimes are
-/// meant to live for the process (the default one always does).
+/// leaked, never unwound. Its epoll instances and wake-up eventfds (two descriptors per
+/// worker) are closed once no other thread is using them (see netpoll/poller.rs), unless it
+/// is dropped on one of its own workers. A connection made on it that outlives it cannot wait
+/// any more: its first wait fails, and one already registered is never woken again.
+/// Runtimes are meant to live for the process (the default one always does): a dropped
+/// one's scheduler state (a few KiB per worker) is not freed.
 pub struct Runtime {
     shared: &'static Shared,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
@@ -150,9 +152,19 @@ impl Drop for Runtime {
         self.shared.begin_shutdown();
         let me = thread::current().id();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut all_joined = true;
         for t in threads {
             if t.thread().id() != me {
                 let _ = t.join();
+            } else {
+                all_joined = false; // dropped on one of its own workers, which runs on
+            }
+        }
+        if all_joined {
+            // No worker or monitor polls any more: the pollers close their descriptors as
+            // soon as no straggler (a late waker, a surviving connection) is using them.
+            for w in self.shared.workers.iter() {
+                w.poller.close_when_idle();
             }
         }
     }

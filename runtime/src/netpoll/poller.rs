@@ -7,8 +7,17 @@
 //! monitor does, as a backstop when the owner is stuck in a long coroutine): the events
 //! buffer's lock makes one poller at a time, and waking a task pinned to another worker goes
 //! through that worker's inbox.
+//!
+//! Closing (a dropped `Runtime`): once its workers and monitor are joined, only stragglers use
+//! the two descriptors: a waker that saw the worker asleep just before it exited, and
+//! registrations of connections that outlive the runtime. Those go through [`Poller::enter`]
+//! (a count of users plus a `CLOSING` bit in one word); [`Poller::close_when_idle`] sets the
+//! bit, and whoever brings the word to "closing, no users" closes both descriptors, once
+//! (`closed` decides). After that nobody touches the numbers, so a later `open` that reuses
+//! them never receives our eventfd writes or `epoll_ctl`s. Go's netpoller lives as long as
+//! the process, so Go has no counterpart.
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -18,10 +27,17 @@ use crate::park::Unparker;
 /// Events fetched per `epoll_wait`.
 const BATCH: usize = 128;
 
+/// The closing bit of `Poller::users` (users count in steps of 2).
+const CLOSING: usize = 1;
+
 /// One worker's epoll instance plus its wake-up eventfd.
 pub(crate) struct Poller {
-    pub(super) epfd: OwnedFd,
-    evfd: OwnedFd,
+    epfd: RawFd,
+    evfd: RawFd,
+    /// Users of `epfd`/`evfd` outside the owner, times 2, plus `CLOSING` (see the module docs).
+    users: AtomicUsize,
+    /// Set by the one party that closes the descriptors.
+    closed: AtomicBool,
     /// Set from the eventfd write in `wake` until the poll that drains it: coalesces wakes.
     wake_sig: AtomicBool,
     /// Descriptors registered here (a hint: skip the non-blocking poll when zero).
@@ -33,21 +49,38 @@ impl Poller {
     pub(crate) fn new() -> io::Result<Poller> {
         // SAFETY: plain syscall; the result is checked.
         let ep = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: `ep` is a fresh fd we own.
-        let epfd = unsafe { OwnedFd::from_raw_fd(ep) };
-        // SAFETY: plain syscall; the result is checked.
-        let ev = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-        // SAFETY: `ev` is a fresh fd we own.
-        let evfd = unsafe { OwnedFd::from_raw_fd(ev) };
-        let mut e = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: WAKE_TAG,
+        let ev = cvt(
+            // SAFETY: plain syscall; the result is checked.
+            unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) },
+        )
+        .and_then(|ev| {
+            let mut e = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: WAKE_TAG,
+            };
+            // SAFETY: valid fds and a valid event pointer.
+            match cvt(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ev, &mut e) }) {
+                Ok(_) => Ok(ev),
+                Err(err) => {
+                    // SAFETY: `ev` is ours and not shared yet.
+                    unsafe { libc::close(ev) };
+                    Err(err)
+                }
+            }
+        });
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(err) => {
+                // SAFETY: `ep` is ours and not shared yet.
+                unsafe { libc::close(ep) };
+                return Err(err);
+            }
         };
-        // SAFETY: valid fds and a valid event pointer.
-        cvt(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, ev, &mut e) })?;
         Ok(Poller {
-            epfd,
-            evfd,
+            epfd: ep,
+            evfd: ev,
+            users: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             wake_sig: AtomicBool::new(false),
             registered: AtomicUsize::new(0),
             events: Mutex::new(vec![libc::epoll_event { events: 0, u64: 0 }; BATCH]),
@@ -67,9 +100,51 @@ impl Poller {
             .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok()
         {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a valid u64 to our eventfd.
-            let _ = unsafe { libc::write(self.evfd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            self.with_fds(|_, evfd| {
+                let one: u64 = 1;
+                // SAFETY: writing 8 bytes from a valid u64 to our eventfd, kept open by the
+                // `with_fds` guard.
+                let _ = unsafe { libc::write(evfd, (&one as *const u64).cast(), 8) };
+            });
+        }
+    }
+
+    /// Runs `f(epfd, evfd)` unless the descriptors are closed or closing (then `None`): the
+    /// guard for every user other than the owner worker (see the module docs).
+    pub(crate) fn with_fds<R>(&self, f: impl FnOnce(RawFd, RawFd) -> R) -> Option<R> {
+        let r = if self.users.fetch_add(2, Ordering::SeqCst) & CLOSING == 0 {
+            Some(f(self.epfd, self.evfd))
+        } else {
+            None
+        };
+        if self.users.fetch_sub(2, Ordering::SeqCst) == 2 | CLOSING {
+            self.close_now();
+        }
+        r
+    }
+
+    /// Closes both descriptors once no [`Poller::with_fds`] user is inside (at once, or
+    /// when the last one leaves). The caller guarantees the owner worker and every other
+    /// thread that polls this instance have stopped for good.
+    pub(crate) fn close_when_idle(&self) {
+        if self.users.fetch_or(CLOSING, Ordering::SeqCst) & !CLOSING == 0 {
+            self.close_now();
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn close_now(&self) {
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            // SAFETY: ours; `closed` lets exactly one party get here, after `CLOSING` was set
+            // and while no user was inside, and no user enters once `CLOSING` is set.
+            unsafe {
+                libc::close(self.evfd);
+                libc::close(self.epfd);
+            }
         }
     }
 
@@ -91,14 +166,8 @@ impl Poller {
 
     fn poll_locked(&self, evs: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
         // SAFETY: `evs` is a valid buffer of `evs.len()` events, exclusively ours (lock held).
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epfd.as_raw_fd(),
-                evs.as_mut_ptr(),
-                evs.len() as i32,
-                timeout_ms,
-            )
-        };
+        let n =
+            unsafe { libc::epoll_wait(self.epfd, evs.as_mut_ptr(), evs.len() as i32, timeout_ms) };
         if n <= 0 {
             return 0; // EINTR or timeout
         }
@@ -135,8 +204,7 @@ impl Poller {
             if data == WAKE_TAG {
                 let mut buf = 0u64;
                 // SAFETY: reading 8 bytes into a valid u64 from our non-blocking eventfd.
-                let _ =
-                    unsafe { libc::read(self.evfd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
+                let _ = unsafe { libc::read(self.evfd, (&mut buf as *mut u64).cast(), 8) };
                 self.wake_sig.store(false, Ordering::SeqCst);
                 continue;
             }

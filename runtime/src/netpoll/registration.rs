@@ -1,7 +1,7 @@
 //! [`Registration`]: the public low-level netpoller API (Go's `poll_runtime_pollOpen`,
 //! `pollWait`, `pollSetDeadline`, `pollUnblock`, `pollClose`). See `netpoll/mod.rs`.
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -26,6 +26,11 @@ pub struct Registration {
 
 const UNREG: usize = usize::MAX;
 const BUSY: usize = usize::MAX - 1;
+
+/// The error of a first wait on a descriptor whose runtime was dropped.
+fn runtime_gone() -> io::Error {
+    io::Error::other("gort: the runtime this descriptor belongs to was shut down")
+}
 
 impl Registration {
     /// Prepares `fd`, which must be non-blocking, for readiness waits on the current (or
@@ -88,16 +93,13 @@ impl Registration {
                 | libc::EPOLLET) as u32,
             u64: ((self.pd.index as u64) << 32) | self.gen as u64,
         };
-        // SAFETY: valid epoll fd and event pointer; `fd` validity is the caller's business
-        // (a bad fd gives EBADF, reported below).
-        let r = cvt(unsafe {
-            libc::epoll_ctl(
-                poller.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                self.fd,
-                &mut e,
-            )
-        });
+        let r = poller
+            .with_fds(|epfd, _| {
+                // SAFETY: valid epoll fd (kept open by `with_fds`) and event pointer; `fd`
+                // validity is the caller's business (a bad fd gives EBADF, reported below).
+                cvt(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, self.fd, &mut e) })
+            })
+            .unwrap_or_else(|| Err(runtime_gone()));
         if let Err(err) = r {
             self.home.store(UNREG, Ordering::SeqCst);
             return Err(err);
@@ -114,16 +116,12 @@ impl Registration {
 
     fn epoll_del(&self, home: usize) {
         let mut e = libc::epoll_event { events: 0, u64: 0 };
-        // SAFETY: valid epoll fd and event pointer; failure (fd already gone, or removed
-        // twice by racing deregistrations) is harmless.
-        let _ = unsafe {
-            libc::epoll_ctl(
-                self.rt.workers[home].poller.epfd.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                self.fd,
-                &mut e,
-            )
-        };
+        // A closed epoll instance (the runtime was dropped) has forgotten the fd anyway.
+        self.rt.workers[home].poller.with_fds(|epfd, _| {
+            // SAFETY: valid epoll fd (kept open by `with_fds`) and event pointer; failure (fd
+            // already gone, or removed twice by racing deregistrations) is harmless.
+            let _ = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, self.fd, &mut e) };
+        });
     }
 
     /// The registered fd.

@@ -116,3 +116,49 @@ fn drained_wait_defers_pending_errors_to_the_syscall() {
     assert!(pd.wait(Mode::Read, true).is_ok());
     assert_eq!(pd.rg.load(Ordering::SeqCst), NIL);
 }
+
+/// The close guard of a poller (see poller.rs): users racing with `close_when_idle` never run
+/// after the descriptors are closed, every closure that ran saw them open, and they are
+/// closed exactly once, by whoever left last.
+#[test]
+fn poller_close_waits_for_users() {
+    for round in 0..20 {
+        let p: &'static Poller = Box::leak(Box::new(Poller::new().unwrap()));
+        let ran = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let ran = ran.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while p
+                        .with_fds(|epfd, evfd| {
+                            // Open while we are inside: a valid descriptor has flags.
+                            // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags.
+                            let ok = unsafe {
+                                libc::fcntl(epfd, libc::F_GETFD) >= 0
+                                    && libc::fcntl(evfd, libc::F_GETFD) >= 0
+                            };
+                            assert!(ok, "with_fds ran on a closed descriptor");
+                            assert!(!p.is_closed(), "with_fds ran after the close");
+                        })
+                        .is_some()
+                    {
+                        n += 1;
+                        if n > 10_000_000 {
+                            panic!("close never took effect");
+                        }
+                    }
+                    ran.fetch_add(n, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_micros(50 * round));
+        p.close_when_idle();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(p.is_closed());
+        assert!(p.with_fds(|_, _| ()).is_none());
+        p.wake(); // a late waker does nothing
+    }
+}

@@ -1,14 +1,14 @@
 //! Helpers shared by the integration tests. Each test binary uses only some of them.
 #![allow(dead_code)]
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gort::net::{TcpListener, TcpStream};
-use socket2::SockAddr;
+use socket2::{SockAddr, SockRef, Type};
 
 /// A connected loopback TCP pair: (client, server side).
 pub fn tcp_pair() -> (TcpStream, TcpStream) {
@@ -120,6 +120,23 @@ pub fn assert_nonblocking_cloexec(fd: RawFd, what: &str) {
     assert_ne!(fl & libc::O_NONBLOCK, 0, "{what}: fd {fd} is blocking");
 }
 
+/// A Control hook for `ListenConfig`/`Dialer` that asserts each new socket is non-blocking
+/// and close-on-exec before gort registers it (so the flags come from its creation), and the
+/// count of sockets it checked.
+pub fn flag_checking_control() -> (
+    Arc<AtomicUsize>,
+    impl Fn(&str, &str, SockRef<'_>) -> io::Result<()> + Clone + Send + Sync + 'static,
+) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let hook = move |net: &str, addr: &str, s: SockRef<'_>| {
+        assert_nonblocking_cloexec(s.as_raw_fd(), &format!("new {net} socket for {addr}"));
+        n2.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    };
+    (n, hook)
+}
+
 fn sock_name(fd: RawFd, peer: bool) -> Option<SockAddr> {
     // SAFETY: `try_init` hands over zeroed storage and its length; getsockname/getpeername
     // write at most `len` bytes into it and update `len`. Any fd number is fine to ask.
@@ -140,12 +157,30 @@ fn sock_name(fd: RawFd, peer: bool) -> Option<SockAddr> {
     r.ok().map(|(_, a)| a)
 }
 
-/// The descriptors of this process whose socket has the local (`peer == false`, getsockname)
-/// or remote (`peer == true`, getpeername) address `want` (for types with no `AsRawFd`).
-pub fn socket_fds(peer: bool, want: impl Fn(&SockAddr) -> bool) -> Vec<RawFd> {
+fn sock_type(fd: RawFd) -> Option<Type> {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `ty`; other fds give an error.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| Type::from(ty))
+}
+
+/// The descriptors of this process with a socket of type `ty` whose local (`peer == false`,
+/// getsockname) or remote (`peer == true`, getpeername) address satisfies `want`: for the
+/// socket types that offer no `AsRawFd`.
+pub fn socket_fds(ty: Type, peer: bool, want: impl Fn(&SockAddr) -> bool) -> Vec<RawFd> {
     let mut fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| sock_type(fd) == Some(ty))
         .filter(|&fd| sock_name(fd, peer).is_some_and(|a| want(&a)))
         .collect();
     fds.sort_unstable();

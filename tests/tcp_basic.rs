@@ -2,10 +2,12 @@
 #![allow(clippy::needless_borrow)] // `(&s).read(..)` spells out the shared-reference Read impl.
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gort::net::{self, Conn, TcpListener, TcpStream};
+use gort::net::{self, Conn, Dialer, ListenConfig, TcpListener, TcpStream};
 
 mod common;
 use common::tcp_pair as pair;
@@ -230,6 +232,40 @@ fn wildcard_dual_stack() {
             let _s = l.accept().unwrap();
             drop(c6);
         }
+    });
+}
+
+// gort-specific (net/src/lib.rs invariant; Go's sockets are born SOCK_NONBLOCK|SOCK_CLOEXEC
+// too, untested there): listening and dialed sockets are non-blocking and close-on-exec from
+// creation (checked in the Control hooks, before gort registers them), and so are the
+// listener and the accepted, dialed and try_clone'd streams once set up.
+#[test]
+fn fds_nonblocking_cloexec() {
+    gort::run(|| {
+        let (hooked, check) = common::flag_checking_control();
+        let l = ListenConfig::new()
+            .control(check.clone())
+            .listen("tcp", "127.0.0.1:0")
+            .unwrap();
+        let a = l.addr().to_string();
+        let d = Dialer::new().control(check).dial_tcp("tcp", &a).unwrap();
+        assert_eq!(hooked.load(Ordering::SeqCst), 2);
+        drop((d, l));
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let c2 = c.try_clone().unwrap();
+        let fd = |r: socket2::SockRef<'_>| Ok(r.as_raw_fd());
+        let fds = [
+            ("listener", l.with_socket(fd).unwrap()),
+            ("dialed", c.with_socket(fd).unwrap()),
+            ("accepted", s.with_socket(fd).unwrap()),
+            ("try_clone'd", c2.with_socket(fd).unwrap()),
+        ];
+        for (what, fd) in fds {
+            common::assert_nonblocking_cloexec(fd, what);
+        }
+        assert_ne!(fds[1].1, fds[3].1, "try_clone shares the fd");
     });
 }
 

@@ -1,24 +1,16 @@
-//! Go: TestAcceptErrorEMFILE-like behaviour: with RLIMIT_NOFILE exhausted, accept returns
-//! EMFILE as an error (it does not spin), and `is_temporary` says to back off. Runs in a
-//! child process (the test binary re-executed with an env var) so the low limit is isolated.
+//! gort-specific (Go's net tests have no EMFILE test; net/http TestAcceptMaxFds is the
+//! nearest): with RLIMIT_NOFILE exhausted, accept returns EMFILE as an error (it does not
+//! spin), and `is_temporary` says to back off. Runs in a child process (the test binary
+//! re-executed with an env var) so the low limit is isolated.
 use std::io::ErrorKind;
+
+mod common;
 
 #[test]
 fn accept_emfile_in_child() {
-    if std::env::var_os("GORT_EMFILE_CHILD").is_some() {
+    if common::in_child_process("accept_emfile_in_child", "GORT_EMFILE_CHILD", "EMFILE-OK") {
         child();
-        return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["accept_emfile_in_child", "--exact", "--nocapture"])
-        .env("GORT_EMFILE_CHILD", "1")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("EMFILE-OK"), "{text}");
 }
 
 fn child() {
@@ -27,16 +19,7 @@ fn child() {
         let addr = l.local_addr().unwrap();
         // Connect from a std socket first, then use up every fd so accept4 gets EMFILE.
         let _c = std::net::TcpStream::connect(addr).unwrap();
-        let lim = libc::rlimit {
-            rlim_cur: 64,
-            rlim_max: 64,
-        };
-        // SAFETY: setrlimit with a valid struct; lowers only this child process's soft limit.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-        let mut hold = Vec::new();
-        while let Ok(f) = std::fs::File::open("/dev/null") {
-            hold.push(f);
-        }
+        let hold = common::exhaust_fds();
         let e = l.accept().unwrap_err();
         assert_eq!(gort::net::raw_os_error(&e), Some(libc::EMFILE), "{e}");
         assert!(gort::net::is_temporary(&e));

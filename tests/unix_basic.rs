@@ -1,18 +1,20 @@
 //! Unix-socket tests (Go: net/unixsock_test.go TestUnixListenerUnlinkOnClose-like, TestUnixgram*).
 #![allow(clippy::needless_borrow)] // `(&s).read(..)` spells out the shared-reference Read impl.
 use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 
-fn tmp(name: &str) -> String {
-    std::env::temp_dir()
-        .join(format!("gort-{name}-{}.sock", std::process::id()))
-        .to_string_lossy()
-        .into_owned()
-}
+use gort::net::{is_closed_error, ListenConfig, UnixDatagram, UnixListener, UnixStream};
+use socket2::{SockAddr, Type};
+
+mod common;
+use common::TempDir;
 
 // Stream: echo, and the listener removes its socket file on close.
 #[test]
 fn stream_and_unlink_on_close() {
-    let p = tmp("stream");
+    let dir = TempDir::new("unix-stream");
+    let p = dir.file("s.sock");
     gort::run(move || {
         let l = gort::net::UnixListener::bind(&p).unwrap();
         assert!(std::path::Path::new(&p).exists());
@@ -30,7 +32,8 @@ fn stream_and_unlink_on_close() {
 // Datagram: send_to/recv_from with paths, empty datagram, pair.
 #[test]
 fn datagram() {
-    let (pa, pb) = (tmp("dga"), tmp("dgb"));
+    let dir = TempDir::new("unix-dgram");
+    let (pa, pb) = (dir.file("a.sock"), dir.file("b.sock"));
     gort::run(move || {
         let a = gort::net::UnixDatagram::bind(&pa).unwrap();
         let b = gort::net::UnixDatagram::bind(&pb).unwrap();
@@ -43,8 +46,70 @@ fn datagram() {
         let (x, y) = gort::net::UnixDatagram::pair().unwrap();
         x.send(b"pp").unwrap();
         assert_eq!(y.recv(&mut buf).unwrap(), 2);
-        let _ = std::fs::remove_file(&pa);
-        let _ = std::fs::remove_file(&pb);
+    });
+}
+
+// Go: TestListenerClose (net/net_test.go), for unix: closing the listener from another
+// coroutine wakes a parked accept with "use of closed network connection".
+#[test]
+fn close_wakes_parked_accept() {
+    let dir = TempDir::new("unix-accept");
+    let p = dir.file("l.sock");
+    gort::run(move || {
+        let l = UnixListener::bind(&p).unwrap();
+        let e = common::close_while_parked(l, |l| l.accept().map(drop), UnixListener::close);
+        assert!(is_closed_error(&e), "{e}");
+    });
+}
+
+// Go: TestCloseUnblocksRead (net/net_test.go, on TCP there), on a unix stream: closing it from
+// another coroutine wakes a parked read with "use of closed network connection".
+#[test]
+fn close_wakes_parked_read() {
+    gort::run(|| {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let e = common::close_while_parked(
+            a,
+            |mut a: &UnixStream| a.read(&mut [0u8; 8]),
+            UnixStream::close,
+        );
+        assert!(is_closed_error(&e), "{e}");
+    });
+}
+
+// gort-specific (net/src/lib.rs invariant; Go's sockets are born SOCK_NONBLOCK|SOCK_CLOEXEC
+// too, untested there): the listener (checked in its Control hook, before gort registers it,
+// and once set up), accepted, dialed and try_clone'd streams and a datagram socket are all
+// non-blocking and close-on-exec.
+#[test]
+fn fds_nonblocking_cloexec() {
+    let dir = TempDir::new("unix-flags");
+    let (lp, dp) = (dir.file("l.sock"), dir.file("d.sock"));
+    gort::run(move || {
+        let (hooked, check) = common::flag_checking_control();
+        let l = ListenConfig::new()
+            .control(check)
+            .listen("unix", &lp)
+            .unwrap();
+        assert_eq!(hooked.load(Ordering::SeqCst), 1);
+        let c = UnixStream::connect(&lp).unwrap();
+        let c2 = c.try_clone().unwrap();
+        let s = l.accept().unwrap();
+        let d = UnixDatagram::bind(&dp).unwrap();
+        let at = |p: &str| {
+            let p = Path::new(p).to_path_buf();
+            move |a: &SockAddr| a.as_pathname() == Some(p.as_path())
+        };
+        // An accepted unix socket has the listener's path as its own address.
+        let bound = common::socket_fds(Type::STREAM, false, at(&lp));
+        let dialed = common::socket_fds(Type::STREAM, true, at(&lp));
+        let dgram = common::socket_fds(Type::DGRAM, false, at(&dp));
+        let found = (bound.len(), dialed.len(), dgram.len());
+        assert_eq!(found, (2, 2, 1), "{bound:?} {dialed:?} {dgram:?}");
+        for fd in bound.into_iter().chain(dialed).chain(dgram) {
+            common::assert_nonblocking_cloexec(fd, "unix socket");
+        }
+        drop((c, c2, s, d, l));
     });
 }
 

@@ -158,19 +158,10 @@ fn sock_name(fd: RawFd, peer: bool) -> Option<SockAddr> {
 }
 
 fn sock_type(fd: RawFd) -> Option<Type> {
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `ty`; other fds give an error.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then(|| Type::from(ty))
+    // SAFETY: the borrow lives only for this call, and a number that is not an open socket
+    // just makes getsockopt fail (EBADF/ENOTSOCK); nothing is closed through it.
+    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    SockRef::from(&b).r#type().ok()
 }
 
 /// The descriptors of this process with a socket of type `ty` whose local (`peer == false`,

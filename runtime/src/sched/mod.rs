@@ -199,11 +199,13 @@ impl Shared {
     /// task sent here starts there) and wakes the worker if it sleeps.
     pub(crate) fn send_to(&'static self, i: usize, task: TaskRef) {
         let w = &self.workers[i];
-        w.inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(task);
+        let mut inbox = w.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        inbox.push_back(task);
+        // Under the lock, like the drainer's subtraction: counted after the lock is released,
+        // a task drained in between would take the count below zero (a wrapped huge value
+        // for every reader, such as placement's estimate) until this increment.
         w.inbox_len.fetch_add(1, Ordering::SeqCst);
+        drop(inbox);
         self.wake_worker(i);
     }
 

@@ -227,8 +227,21 @@ pub(crate) fn worker_main(rt: &'static Shared, index: usize) {
         seen_switches: rt.workers.iter().map(|_| Cell::new(u64::MAX)).collect(),
     }));
     CTX.with(|x| x.set(Some(c)));
-    while let Some(task) = find_runnable(c) {
-        run_task(c, task);
+    // Coroutine panics are caught on their own stacks (panic.rs): one that reaches here is the
+    // scheduler's own, and a worker that died quietly would strand every coroutine pinned to
+    // it, so it aborts with the message instead (Go's `throw`).
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        while let Some(task) = find_runnable(c) {
+            run_task(c, task);
+        }
+    }));
+    if let Err(p) = r {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        crate::overflow::throw(&format!("worker_main: worker {index} panicked: {msg}"));
     }
     // The context is leaked: hand its unused task cells back to the pool.
     drop(c.cells.replace(Cache::new()));

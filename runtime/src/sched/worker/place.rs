@@ -59,8 +59,10 @@ impl WorkerCtx {
         // Relaxed (all): load estimates; a stale value only misplaces one coroutine (the
         // hand-over itself is `send_to`'s, with its own ordering).
         let mine = self.w.pinned.0.load(Ordering::Relaxed);
-        let theirs = o.pinned.0.load(Ordering::Relaxed) + o.inbox_len.load(Ordering::Relaxed);
-        (mine > theirs + BALANCE_SLACK.max(theirs / 8)).then_some(other)
+        // Saturating: estimates read while their writers move them, never worth a panic.
+        let theirs = (o.pinned.0.load(Ordering::Relaxed))
+            .saturating_add(o.inbox_len.load(Ordering::Relaxed));
+        (mine > theirs.saturating_add(BALANCE_SLACK.max(theirs / 8))).then_some(other)
     }
 }
 

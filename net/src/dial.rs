@@ -3,8 +3,8 @@
 //!
 //! What: parses the network (`tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6`, `unix`,
 //! `unixgram`), resolves the address (off the worker, see `addr`), and dials. Within a list
-//! of addresses [`Dialer::dial_serial`] tries them in order (Go's `dialSerial`; UDP uses the
-//! first address only); with a timeout each attempt gets a share of the time left, as Go's
+//! of addresses [`Dialer::dial_serial`] tries them in order (Go's `dialSerial`, for TCP and
+//! UDP alike); with a timeout each attempt gets a share of the time left, as Go's
 //! `partialDeadline` does (at least 2 s or whatever is left), and the first error is
 //! returned. A `tcp` list holding both IPv4 and IPv6 addresses is raced as RFC 6555 "Happy
 //! Eyeballs" (Go's `dialParallel`, see `dial/parallel.rs`): the family of the first address
@@ -211,6 +211,20 @@ impl Dialer {
         })
     }
 
+    /// Go's `dialSerial` for UDP: the first address whose socket connects (a connect can
+    /// fail, e.g. `EACCES` for a broadcast address, `ENETUNREACH` for a family without
+    /// routes), or the first error.
+    pub(crate) fn dial_udp_addrs(
+        &self,
+        net: &'static str,
+        addrs: &[SocketAddr],
+        deadline: Option<Instant>,
+    ) -> io::Result<UdpSocket> {
+        serial(net, addrs, deadline, Addr::Udp, |a, _| {
+            UdpSocket::dial(net, a, self)
+        })
+    }
+
     /// Go's `Dialer.Dial`: a `Box<dyn Conn>` for any supported network.
     pub fn dial(&self, network: &str, address: &str) -> io::Result<Box<dyn Conn>> {
         let (proto, fam, net) = parse_network("dial", network)?;
@@ -224,7 +238,7 @@ impl Dialer {
             }
             Proto::Udp => {
                 let addrs = resolve(address, "udp", fam, false, deadline).map_err(wrap)?;
-                Ok(Box::new(UdpSocket::dial(net, addrs[0], self)?))
+                Ok(Box::new(self.dial_udp_addrs(net, &addrs, deadline)?))
             }
             Proto::Unix => Ok(Box::new(UnixStream::connect_deadline(address, deadline)?)),
             Proto::Unixgram => {
@@ -412,6 +426,58 @@ mod tests {
                 .dial_tcp_addrs("tcp", &[r1, live], past)
                 .unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        });
+    }
+
+    // Go: dialSerial applies to UDP too (behaviour): the first address whose socket connects
+    // wins, else the first error. A UDP connect to the limited broadcast address without
+    // SO_BROADCAST fails at once and sends nothing (EACCES; ENETUNREACH on a host with no
+    // route but loopback).
+    #[test]
+    fn udp_tries_addresses_in_order() {
+        gort_runtime::run(|| {
+            let l = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let live = l.local_addr().unwrap();
+            let (b9, b10) = (
+                "255.255.255.255:9".parse().unwrap(),
+                "255.255.255.255:10".parse().unwrap(),
+            );
+            let d = Dialer::new();
+            let s = d.dial_udp_addrs("udp", &[b9, live], None).unwrap();
+            assert_eq!(s.peer_addr().unwrap(), live);
+            s.send(b"hi").unwrap();
+            let mut buf = [0; 8];
+            assert_eq!(l.recv_from(&mut buf).unwrap(), (2, s.local_addr().unwrap()));
+
+            let e = d.dial_udp_addrs("udp", &[b9, b10], None).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.starts_with("dial udp 255.255.255.255:9: connect: "),
+                "{text}"
+            );
+            let errno = crate::raw_os_error(&e);
+            assert!(
+                matches!(errno, Some(libc::EACCES | libc::ENETUNREACH)),
+                "{text}"
+            );
+            // With the deadline passed (the lookup used it up) nothing is tried, as in Go.
+            let e = d
+                .dial_udp_addrs("udp", &[live], Some(Instant::now()))
+                .unwrap_err();
+            assert_eq!(e.to_string(), format!("dial udp {live}: i/o timeout"));
+
+            // The public surface: `localhost` gives [127.0.0.1, ::1]; a control hook that
+            // rejects the IPv4 socket makes `dial` go on to ::1.
+            let l6 = UdpSocket::bind("[::1]:0").unwrap();
+            let port = l6.local_addr().unwrap().port();
+            let d = Dialer::new().control(|_, addr, _| match addr.starts_with("127.") {
+                true => Err(io::Error::new(io::ErrorKind::PermissionDenied, "not v4")),
+                false => Ok(()),
+            });
+            let c = d.dial("udp", &format!("localhost:{port}")).unwrap();
+            assert_eq!(c.remote_addr(), Addr::Udp(l6.local_addr().unwrap()));
+            let e = d.dial("udp4", &format!("localhost:{port}")).unwrap_err();
+            assert_eq!(e.to_string(), format!("dial udp4 127.0.0.1:{port}: not v4"));
         });
     }
 }

@@ -2,28 +2,41 @@
 //! `net.DialTimeout`).
 //!
 //! What: parses the network (`tcp`, `tcp4`, `tcp6`, `udp`, `udp4`, `udp6`, `unix`,
-//! `unixgram`), resolves the address (off the worker, see `addr`), and tries the addresses in
-//! order; with a timeout each attempt gets a share of the time left, as Go's
-//! `partialDeadline` does (at least 2 s or whatever is left). The first error is returned.
+//! `unixgram`), resolves the address (off the worker, see `addr`), and dials. Within a list
+//! of addresses [`Dialer::dial_serial`] tries them in order (Go's `dialSerial`, for TCP and
+//! UDP alike); with a timeout each attempt gets a share of the time left, as Go's
+//! `partialDeadline` does (at least 2 s or whatever is left), and the first error is
+//! returned. A `tcp` list holding both IPv4 and IPv6 addresses is raced as RFC 6555 "Happy
+//! Eyeballs" (Go's `dialParallel`, see `dial/parallel.rs`): the family of the first address
+//! is tried first, the other one joins after [`Dialer::fallback_delay`] (300 ms).
 //!
 //! Invariants: the deadline (`timeout`/`deadline`) is computed once, before the lookup, and
 //! covers it: a lookup still running then fails the dial with `dial tcp: lookup HOST: i/o
 //! timeout`, as Go's DialTimeout does. `now + timeout` is computed with `checked_add`, so a
-//! huge timeout means no deadline instead of an overflow panic. The control hook sees the raw socket before
-//! bind/connect.
+//! huge timeout means no deadline instead of an overflow panic. The control hook sees the raw
+//! socket before bind/connect. Literal IPs and single-family lists take the serial path: no
+//! coroutine, no channel.
 //!
-//! Differences from Go: no Happy Eyeballs (addresses are tried sequentially); no context.
+//! Differences from Go: no context (Go's `DialContext`); the Fast Fallback switch is
+//! [`Dialer::fast_fallback`] instead of a negative `FallbackDelay`.
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::addr::{resolve, Family};
+use crate::addr::{resolve, Addr, Family};
 use crate::conn::Conn;
 use crate::error::{op_error, OpError};
 use crate::tcp::TcpStream;
 use crate::udp::UdpSocket;
 use crate::unix::{UnixDatagram, UnixStream};
+
+mod parallel;
+
+pub(crate) use parallel::Cancel;
+
+/// Go's default `FallbackDelay` (`net.Dialer.fallbackDelay`).
+const DEFAULT_FALLBACK_DELAY: Duration = Duration::from_millis(300);
 
 /// A hook run on each new socket before bind/connect: `(network, address, socket)`.
 pub type Control = Arc<dyn Fn(&str, &str, socket2::SockRef<'_>) -> io::Result<()> + Send + Sync>;
@@ -76,6 +89,9 @@ pub struct Dialer {
     pub(crate) local_addr: Option<SocketAddr>,
     pub(crate) keep_alive: Option<Duration>,
     pub(crate) control: Option<Control>,
+    /// Zero: [`DEFAULT_FALLBACK_DELAY`].
+    pub(crate) fallback_delay: Duration,
+    pub(crate) no_fast_fallback: bool,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -83,6 +99,7 @@ impl std::fmt::Debug for Dialer {
         f.debug_struct("Dialer")
             .field("timeout", &self.timeout)
             .field("local_addr", &self.local_addr)
+            .field("fallback_delay", &self.fallback())
             .finish()
     }
 }
@@ -120,6 +137,36 @@ impl Dialer {
         self.control = Some(Arc::new(f));
         self
     }
+    /// How long a dial waits for the first address family before it races the other one
+    /// (Go's `Dialer.FallbackDelay`, RFC 6555 "Happy Eyeballs"). Zero means the default,
+    /// 300 ms, as in Go. It matters only for `tcp` dials whose address list holds both IPv4
+    /// and IPv6 addresses (a name such as `localhost`; a mixed list given to
+    /// [`TcpStream::connect`], which uses the defaults): the addresses of the first one's family (the
+    /// primaries) are tried in order; if none has connected after this delay, or they all
+    /// failed sooner, the other family (the fallbacks) is tried in parallel. The first
+    /// connection wins and the other attempt is closed; if both fail, the primaries' first
+    /// error is returned. To turn the race off (Go's negative `FallbackDelay`) use
+    /// [`Dialer::fast_fallback`]`(false)`.
+    pub fn fallback_delay(mut self, d: Duration) -> Dialer {
+        self.fallback_delay = d;
+        self
+    }
+    /// Turns RFC 6555 Fast Fallback on (the default) or off. Off is Go's negative
+    /// `FallbackDelay`: all addresses are tried one after the other, in resolver order,
+    /// whatever their family. [`Dialer::fallback_delay`] does not turn it back on.
+    pub fn fast_fallback(mut self, on: bool) -> Dialer {
+        self.no_fast_fallback = !on;
+        self
+    }
+
+    /// The fallback delay, or `None` when Fast Fallback is off.
+    pub(crate) fn fallback(&self) -> Option<Duration> {
+        match (self.no_fast_fallback, self.fallback_delay.is_zero()) {
+            (true, _) => None,
+            (false, true) => Some(DEFAULT_FALLBACK_DELAY),
+            (false, false) => Some(self.fallback_delay),
+        }
+    }
 
     pub(crate) fn overall_deadline(&self) -> Option<Instant> {
         let t = self.timeout.and_then(|t| Instant::now().checked_add(t));
@@ -129,37 +176,53 @@ impl Dialer {
         }
     }
 
-    /// Dials TCP to the given addresses in order, all by `deadline` (from
-    /// [`Dialer::overall_deadline`], taken before the lookup).
+    /// Dials TCP to `addrs`, all by `deadline` (from [`Dialer::overall_deadline`], taken
+    /// before the lookup): in order, or, for `tcp` with both families and Fast Fallback on,
+    /// as Go's `dialParallel` (`dial/parallel.rs`).
     pub(crate) fn dial_tcp_addrs(
         &self,
         net: &'static str,
         addrs: &[SocketAddr],
         deadline: Option<Instant>,
     ) -> io::Result<TcpStream> {
-        let mut first: Option<io::Error> = None;
-        for (i, a) in addrs.iter().enumerate() {
-            let partial = deadline.map(|d| partial_deadline(d, addrs.len() - i));
-            if let Some(d) = partial {
-                if Instant::now() >= d {
-                    let e = op_error(
-                        "dial",
-                        net,
-                        None,
-                        Some(crate::Addr::Tcp(*a)),
-                        gort_runtime::netpoll::timeout_error(),
-                    );
-                    return Err(first.unwrap_or(e));
-                }
-            }
-            match TcpStream::connect_one(*a, partial, self, net) {
-                Ok(s) => return Ok(s),
-                Err(e) => {
-                    first.get_or_insert(e);
-                }
+        if let Some(delay) = self.fallback().filter(|_| net == "tcp") {
+            if let Some((primaries, fallbacks)) = parallel::partition(addrs) {
+                return parallel::dial_parallel(self, net, primaries, fallbacks, deadline, delay);
             }
         }
-        Err(first.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses")))
+        self.dial_serial(net, addrs, deadline, None)
+    }
+
+    /// Go's `dialSerial` for TCP: the first address that accepts, or the first error. A
+    /// `cancel` (the Happy Eyeballs loser) stops it: the socket being connected is closed
+    /// and no further address is tried.
+    pub(crate) fn dial_serial(
+        &self,
+        net: &'static str,
+        addrs: &[SocketAddr],
+        deadline: Option<Instant>,
+        cancel: Option<&Cancel>,
+    ) -> io::Result<TcpStream> {
+        serial(net, addrs, deadline, Addr::Tcp, |a, partial| {
+            if let Some(c) = cancel.filter(|c| c.is_cancelled()) {
+                return Err(op_error("dial", net, None, Some(Addr::Tcp(a)), c.error()));
+            }
+            TcpStream::connect_one(a, partial, self, net, cancel)
+        })
+    }
+
+    /// Go's `dialSerial` for UDP: the first address whose socket connects (a connect can
+    /// fail, e.g. `EACCES` for a broadcast address, `ENETUNREACH` for a family without
+    /// routes), or the first error.
+    pub(crate) fn dial_udp_addrs(
+        &self,
+        net: &'static str,
+        addrs: &[SocketAddr],
+        deadline: Option<Instant>,
+    ) -> io::Result<UdpSocket> {
+        serial(net, addrs, deadline, Addr::Udp, |a, _| {
+            UdpSocket::dial(net, a, self)
+        })
     }
 
     /// Go's `Dialer.Dial`: a `Box<dyn Conn>` for any supported network.
@@ -175,7 +238,7 @@ impl Dialer {
             }
             Proto::Udp => {
                 let addrs = resolve(address, "udp", fam, false, deadline).map_err(wrap)?;
-                Ok(Box::new(UdpSocket::dial(net, addrs[0], self)?))
+                Ok(Box::new(self.dial_udp_addrs(net, &addrs, deadline)?))
             }
             Proto::Unix => Ok(Box::new(UnixStream::connect_deadline(address, deadline)?)),
             Proto::Unixgram => {
@@ -201,6 +264,41 @@ impl Dialer {
             .map_err(|e| op_error("dial", net, None, None, e))?;
         self.dial_tcp_addrs(net, &addrs, deadline)
     }
+}
+
+/// Go's `dialSerial` loop: `one(address, partial deadline)` for each address in order until
+/// one succeeds; the first error otherwise. With the deadline passed, the addresses left are
+/// not tried (an `i/o timeout` error unless an earlier address failed first).
+fn serial<T>(
+    net: &'static str,
+    addrs: &[SocketAddr],
+    deadline: Option<Instant>,
+    addr: fn(SocketAddr) -> Addr,
+    mut one: impl FnMut(SocketAddr, Option<Instant>) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut first: Option<io::Error> = None;
+    for (i, a) in addrs.iter().enumerate() {
+        let partial = deadline.map(|d| partial_deadline(d, addrs.len() - i));
+        if let Some(d) = partial {
+            if Instant::now() >= d {
+                let e = op_error(
+                    "dial",
+                    net,
+                    None,
+                    Some(addr(*a)),
+                    gort_runtime::netpoll::timeout_error(),
+                );
+                return Err(first.unwrap_or(e));
+            }
+        }
+        match one(*a, partial) {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no addresses")))
 }
 
 /// Go's `partialDeadline`: split the time left among the addresses left, but give each at
@@ -328,6 +426,58 @@ mod tests {
                 .dial_tcp_addrs("tcp", &[r1, live], past)
                 .unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        });
+    }
+
+    // Go: dialSerial applies to UDP too (behaviour): the first address whose socket connects
+    // wins, else the first error. A UDP connect to the limited broadcast address without
+    // SO_BROADCAST fails at once and sends nothing (EACCES; ENETUNREACH on a host with no
+    // route but loopback).
+    #[test]
+    fn udp_tries_addresses_in_order() {
+        gort_runtime::run(|| {
+            let l = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let live = l.local_addr().unwrap();
+            let (b9, b10) = (
+                "255.255.255.255:9".parse().unwrap(),
+                "255.255.255.255:10".parse().unwrap(),
+            );
+            let d = Dialer::new();
+            let s = d.dial_udp_addrs("udp", &[b9, live], None).unwrap();
+            assert_eq!(s.peer_addr().unwrap(), live);
+            s.send(b"hi").unwrap();
+            let mut buf = [0; 8];
+            assert_eq!(l.recv_from(&mut buf).unwrap(), (2, s.local_addr().unwrap()));
+
+            let e = d.dial_udp_addrs("udp", &[b9, b10], None).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.starts_with("dial udp 255.255.255.255:9: connect: "),
+                "{text}"
+            );
+            let errno = crate::raw_os_error(&e);
+            assert!(
+                matches!(errno, Some(libc::EACCES | libc::ENETUNREACH)),
+                "{text}"
+            );
+            // With the deadline passed (the lookup used it up) nothing is tried, as in Go.
+            let e = d
+                .dial_udp_addrs("udp", &[live], Some(Instant::now()))
+                .unwrap_err();
+            assert_eq!(e.to_string(), format!("dial udp {live}: i/o timeout"));
+
+            // The public surface: `localhost` gives [127.0.0.1, ::1]; a control hook that
+            // rejects the IPv4 socket makes `dial` go on to ::1.
+            let l6 = UdpSocket::bind("[::1]:0").unwrap();
+            let port = l6.local_addr().unwrap().port();
+            let d = Dialer::new().control(|_, addr, _| match addr.starts_with("127.") {
+                true => Err(io::Error::new(io::ErrorKind::PermissionDenied, "not v4")),
+                false => Ok(()),
+            });
+            let c = d.dial("udp", &format!("localhost:{port}")).unwrap();
+            assert_eq!(c.remote_addr(), Addr::Udp(l6.local_addr().unwrap()));
+            let e = d.dial("udp4", &format!("localhost:{port}")).unwrap_err();
+            assert_eq!(e.to_string(), format!("dial udp4 127.0.0.1:{port}: not v4"));
         });
     }
 }

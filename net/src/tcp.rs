@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockAddr, Type};
 
 use crate::addr::{Addr, ToAddrs};
-use crate::dial::Dialer;
+use crate::dial::{Cancel, Dialer};
 use crate::error::op_error;
 use crate::listen::ListenConfig;
 use crate::sock::Sock;
@@ -119,7 +119,9 @@ impl TcpListener {
 }
 
 impl TcpStream {
-    /// Connects to the first address of `addr` that accepts (Go's `net.Dial("tcp", ..)`).
+    /// Connects to the first address of `addr` that accepts (Go's `net.Dial("tcp", ..)`):
+    /// in order, or, if the list holds both IPv4 and IPv6 addresses, with Happy Eyeballs (the
+    /// other family joins after 300 ms; see [`Dialer::fallback_delay`]).
     pub fn connect<A: ToAddrs>(addr: A) -> io::Result<TcpStream> {
         let addrs = addr
             .to_addrs()
@@ -138,6 +140,7 @@ impl TcpStream {
         deadline: Option<Instant>,
         d: &Dialer,
         net: &'static str,
+        cancel: Option<&Cancel>,
     ) -> io::Result<TcpStream> {
         let err = |e| {
             op_error(
@@ -162,7 +165,11 @@ impl TcpStream {
                 .map_err(|e| err(crate::error::syscall("bind", e)))?;
         }
         let sock = Sock::new_tcp(s).map_err(err)?;
-        sock.connect(&addr.into(), deadline).map_err(err)?;
+        let sock = match cancel {
+            None => sock.connect(&addr.into(), deadline).map(|()| sock),
+            Some(c) => c.connect(sock, &addr.into(), deadline),
+        }
+        .map_err(err)?;
         let laddr = sock.local().ok().and_then(|a| sa(&a));
         let stream = TcpStream {
             sock,

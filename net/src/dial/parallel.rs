@@ -1,0 +1,262 @@
+//! Happy Eyeballs for TCP dials (RFC 6555 "Fast Fallback") as Go does it in net/dial.go:
+//! `addrList.partition`, `sysDialer.dialParallel`, and cancelling the loser.
+//!
+//! What: [`partition`] splits a resolved list holding both families into the primaries (the
+//! family of the first address) and the fallbacks (the other family), each in resolver order;
+//! a single-family list is not split and the caller dials it serially, with no coroutine.
+//! [`dial_parallel`] starts a racer coroutine that dials the primaries with
+//! `Dialer::dial_serial` (Go's `partialDeadline` within the group). If they have not connected
+//! after the fallback delay, or failed sooner, a second racer dials the fallbacks. The first
+//! connection wins; if both racers fail, the primaries' (first) error is returned, as in Go.
+//!
+//! Invariants:
+//! * Racers are coroutines on the caller's runtime (from a plain thread: the default runtime,
+//!   which runs the netpoller of every gort socket anyway); the caller waits on a channel,
+//!   which parks a coroutine and blocks a plain thread, so both kinds of caller get the race.
+//!   If the primary racer cannot be spawned, the whole list is dialed serially instead.
+//! * Each racer reports exactly once, on a channel with room for both reports, so a racer
+//!   never blocks on sending; a [`Report`] dropped unsent (its coroutine panicked or never
+//!   ran) sends an error, so the caller never waits for a report that cannot come.
+//! * No fd leak: on every return the caller cancels both racers ([`Cancel`]): the socket a
+//!   loser is connecting is closed, which wakes its `connect` at once, and it tries no
+//!   further address. A connection that completes anyway is sent to a receiver that is gone
+//!   and is dropped (closed) with the failed send or with the channel's buffer.
+//! * Both racers dial within the overall deadline, so the race never outlasts it.
+//!
+//! Differences from Go: Go cancels the loser through a `context.Context` that moves its
+//! connect deadline into the past; here [`Cancel`] closes the socket in `connect`. Go's
+//! result channel is unbuffered and a late winner is closed when it sees `returned` closed;
+//! here the channel is buffered and the late connection is dropped with it.
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use gort_runtime::chan::{self, RecvTimeoutError, Sender};
+use socket2::SockAddr;
+
+use super::Dialer;
+use crate::error::op_error;
+use crate::sock::Sock;
+use crate::tcp::TcpStream;
+
+/// Go's `addrList.partition(isIPv4)`: `(primaries, fallbacks)` when `addrs` holds both
+/// families, `None` otherwise (dial serially).
+pub(crate) fn partition(addrs: &[SocketAddr]) -> Option<(Vec<SocketAddr>, Vec<SocketAddr>)> {
+    let v4 = addrs.first()?.is_ipv4();
+    if addrs.iter().all(|a| a.is_ipv4() == v4) {
+        return None;
+    }
+    Some(addrs.iter().partition(|a| a.is_ipv4() == v4))
+}
+
+/// Cancels one racer (Go: the racer's `context.WithCancel`). See the module docs.
+#[derive(Default)]
+pub(crate) struct Cancel {
+    st: Mutex<CancelState>,
+}
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: bool,
+    /// The racer's socket while it is in `connect`.
+    connecting: Option<Weak<Sock>>,
+}
+
+impl Cancel {
+    fn lock(&self) -> MutexGuard<'_, CancelState> {
+        // Nothing here panics under the lock; a poisoned lock still guards consistent state.
+        self.st.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
+    /// What a cancelled racer fails with (Go's `errCanceled` text).
+    pub(crate) fn error(&self) -> io::Error {
+        io::Error::new(io::ErrorKind::Interrupted, "operation was canceled")
+    }
+
+    /// Marks the racer cancelled and closes the socket it is connecting, if any: the parked
+    /// `connect` wakes with "use of closed network connection"; the descriptor is released
+    /// when that `connect` has left (`Fd::close`).
+    fn cancel(&self) {
+        let mut st = self.lock();
+        st.cancelled = true;
+        if let Some(s) = st.connecting.take().and_then(|w| w.upgrade()) {
+            let _ = s.fd.close();
+        }
+    }
+
+    /// `Sock::connect` that [`Cancel::cancel`] can interrupt. A cancelled racer gets an error
+    /// and its socket is dropped (closed), even if it connected.
+    pub(crate) fn connect(
+        &self,
+        sock: Sock,
+        addr: &SockAddr,
+        deadline: Option<Instant>,
+    ) -> io::Result<Sock> {
+        let sock = Arc::new(sock);
+        {
+            let mut st = self.lock();
+            if st.cancelled {
+                return Err(self.error());
+            }
+            st.connecting = Some(Arc::downgrade(&sock));
+        }
+        let r = sock.connect(addr, deadline);
+        let cancelled = {
+            let mut st = self.lock();
+            st.connecting = None;
+            st.cancelled
+        };
+        // `cancel` upgrades the weak reference only under the lock, and it is cleared now: ours
+        // is the only strong reference left, so this never fails (an error, not a panic, if
+        // it did; the socket is closed when the last reference goes).
+        let sock = Arc::try_unwrap(sock).map_err(|_| self.error())?;
+        if cancelled {
+            return Err(self.error());
+        }
+        r.map(|()| sock)
+    }
+}
+
+/// The two racers' cancels; dropping it (every return of [`dial_parallel`]) cancels both.
+#[derive(Default)]
+struct Race {
+    primary: Arc<Cancel>,
+    fallback: Arc<Cancel>,
+}
+
+impl Drop for Race {
+    fn drop(&mut self) {
+        self.primary.cancel();
+        self.fallback.cancel();
+    }
+}
+
+/// A racer's result: (primary?, the stream or its error).
+type Outcome = (bool, io::Result<TcpStream>);
+
+/// A racer's one report: [`Report::send`], or, dropped unsent (the racer panicked or its
+/// coroutine never ran), an error.
+struct Report {
+    tx: Option<Sender<Outcome>>,
+    primary: bool,
+    net: &'static str,
+}
+
+impl Report {
+    fn send(mut self, r: io::Result<TcpStream>) {
+        if let Some(tx) = self.tx.take() {
+            // The channel has room for both reports, so this never waits. If the race is
+            // decided the receiver is gone: the stream comes back in the error and is
+            // dropped here, which closes it.
+            let _ = tx.try_send((self.primary, r));
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let e = io::Error::other("the dialing coroutine ended without a result");
+            let _ = tx.try_send((self.primary, Err(op_error("dial", self.net, None, None, e))));
+        }
+    }
+}
+
+/// Starts a racer coroutine dialing `addrs` serially; the error if it cannot be spawned (its
+/// report is then an error too).
+fn start_racer(
+    d: &Dialer,
+    addrs: &[SocketAddr],
+    deadline: Option<Instant>,
+    report: Report,
+    cancel: &Arc<Cancel>,
+) -> io::Result<()> {
+    let (d, addrs, cancel) = (d.clone(), addrs.to_vec(), cancel.clone());
+    let name = if report.primary {
+        "dial primary"
+    } else {
+        "dial fallback"
+    };
+    gort_runtime::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let r = d.dial_serial(report.net, &addrs, deadline, Some(&cancel));
+            report.send(r);
+        })
+        .map(drop)
+}
+
+/// Go's `dialParallel` for a list that [`partition`] split; see the module docs.
+pub(crate) fn dial_parallel(
+    d: &Dialer,
+    net: &'static str,
+    primaries: Vec<SocketAddr>,
+    fallbacks: Vec<SocketAddr>,
+    deadline: Option<Instant>,
+    delay: Duration,
+) -> io::Result<TcpStream> {
+    let race = Race::default();
+    let (tx, rx) = chan::bounded::<Outcome>(2);
+    let report = |tx, primary| Report {
+        tx: Some(tx),
+        primary,
+        net,
+    };
+    if start_racer(
+        d,
+        &primaries,
+        deadline,
+        report(tx.clone(), true),
+        &race.primary,
+    )
+    .is_err()
+    {
+        // No coroutine to be had: dial the whole list here, as with Fast Fallback off.
+        drop(race);
+        return d.dial_serial(net, &[primaries, fallbacks].concat(), deadline, None);
+    }
+    let fallback_at = Instant::now().checked_add(delay);
+    // Held until the fallback racer starts (so the channel cannot be closed meanwhile).
+    let mut fallback_tx = Some(tx);
+    let mut primary_err: Option<io::Error> = None;
+    let mut fallback_failed = false;
+    loop {
+        let got = match (&fallback_tx, fallback_at) {
+            (Some(_), Some(t)) => rx.recv_deadline(t),
+            _ => rx.recv().map_err(|_| RecvTimeoutError::Closed),
+        };
+        let timer_fired = matches!(got, Err(RecvTimeoutError::Timeout));
+        match got {
+            Ok((_, Ok(conn))) => return Ok(conn), // `race` cancels the loser
+            Ok((true, Err(e))) => primary_err = Some(e),
+            Ok((false, Err(_))) => fallback_failed = true,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Closed) => {
+                // Not reached: each racer reports once (see `Report`). An error, not a hang.
+                let e = io::Error::other("the dialing coroutines ended without a result");
+                return Err(primary_err.unwrap_or_else(|| op_error("dial", net, None, None, e)));
+            }
+        }
+        if fallback_failed {
+            if let Some(e) = primary_err {
+                return Err(e); // Go returns the primaries' error
+            }
+        }
+        // The fallback starts at its time, or at once when the primaries failed sooner (Go
+        // resets the fallback timer to 0).
+        if timer_fired || primary_err.is_some() {
+            if let Some(tx) = fallback_tx.take() {
+                // A spawn failure is reported through the dropped report.
+                let _ = start_racer(d, &fallbacks, deadline, report(tx, false), &race.fallback);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

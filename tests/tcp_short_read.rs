@@ -31,6 +31,19 @@ fn read_exact_short(r: &mut TcpStream, want: &[u8]) {
     assert_eq!(&buf[..n], want);
 }
 
+/// Reads until EOF (`Ok(())`) or an error, returning the bytes read before it.
+fn read_to_end_or_error(r: &mut TcpStream) -> (Vec<u8>, std::io::Result<()>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return (got, Ok(())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return (got, Err(e)),
+        }
+    }
+}
+
 // Go: TestCloseRead-style half close (net/net_test.go): bytes sent just before the FIN are
 // read, then EOF, whether or not the reader's worker saw the event before the read.
 #[test]
@@ -89,15 +102,8 @@ fn reset_right_after_data() {
             if settle {
                 gort::time::sleep(Duration::from_millis(30));
             }
-            let mut got = Vec::new();
-            let mut buf = [0u8; 64];
-            let e = loop {
-                match r.read(&mut buf) {
-                    Ok(0) => panic!("EOF instead of a reset after {got:?}"),
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                    Err(e) => break e,
-                }
-            };
+            let (got, end) = read_to_end_or_error(&mut r);
+            let e = end.expect_err(&format!("EOF instead of a reset after {got:?}"));
             assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
             assert!(b"bye".starts_with(&got), "got {got:?}");
         });
@@ -125,16 +131,8 @@ fn urgent_data_does_not_stall_reads() {
         assert_eq!(sent, 1);
         peer.write_all(b"de").unwrap();
         peer.shutdown(Shutdown::Write).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        let t = Instant::now();
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => panic!("read failed after {:?}: {e}", t.elapsed()),
-            }
-        }
+        let (got, end) = read_to_end_or_error(&mut r);
+        end.unwrap_or_else(|e| panic!("read failed after {got:?}: {e}"));
         assert_eq!(got, b"bcde");
     });
 }

@@ -160,6 +160,8 @@ def build(args) -> dict:
 def server_argv(name: str) -> list[str]:
     return {
         "gort": [str(GORT_EX / "bench_echo")],
+        # Idle rows only: the handler's buffer a `[u8; 4096]` in its frame (see bench_echo.rs).
+        "gort-array": [str(GORT_EX / "bench_echo"), "array"],
         "tokio": [str(PEERS_BIN / "tokio_echo")],
         "may": [str(PEERS_BIN / "may_echo")],
         "go": [str(GO_BIN / "echo")],
@@ -644,7 +646,9 @@ def write_doc(path: Path, svg_name: str, args, info, cfg, echo, idle, micro, ser
       f"and does one 64-byte echo on each (so per-connection state exists), then holds them for {cfg['idle_hold']} s; "
       f"RSS is sampled again 0.5 s after all are open. KiB per connection = (RSS with − RSS before) / connections. "
       f"RSS is user-space memory only: kernel socket buffers are not in it (so the epoll server's ~0 is its honest "
-      f"user-space cost).")
+      f"user-space cost). Each server keeps a 4 KiB buffer per connection in its usual way: Go `make([]byte, 4096)`, "
+      f"gort `gort::spawn_with_buffer(4096, ..)` (the buffer at the top of the coroutine's stack slot), and "
+      f"`gort-array` the same server with a zeroed `[0u8; 4096]` in the handler's frame instead.")
     a("- **Micro**: each program is run once per benchmark and repetition as `PROG SUBCOMMAND N`; it prints one "
       f"`RESULT` line. {cfg['micro_reps']} repetition(s), median reported. A crash, a timeout or an `error=` in "
       "the RESULT line is reported as an error (e.g. ENOMEM when a runtime cannot map a million stacks).")
@@ -700,7 +704,7 @@ def write_doc(path: Path, svg_name: str, args, info, cfg, echo, idle, micro, ser
     def im(srv, key):
         return med([r[key] for r in idle.get(srv, []) if "error" not in r])
 
-    for srv in servers:
+    for srv in servers + (["gort-array"] if "gort-array" in idle else []):
         rs = idle.get(srv, [])
         ok = [r for r in rs if "error" not in r]
         if not ok:
@@ -859,7 +863,7 @@ def main() -> None:
                         log(f"echo {i}/{total} rep {rep + 1} {srv:5s} c={c:<4d} {s:>4d} B: {r['rtt_per_sec']:>9,.0f} rt/s  "
                             f"p99 {r['p99_us']:>8.0f} µs  cpu {r['cpu_us_per_rt']:6.2f} µs/rt  "
                             f"rss {r['peak_rss_kib'] / 1024:6.1f} MiB  errors {r['errors']}")
-        for srv in servers:
+        for srv in servers + (["gort-array"] if "gort" in servers else []):
             try:
                 r = idle_once(srv, cfg["idle_conns"], cfg["idle_hold"], logdir)
             except Exception as e:

@@ -33,6 +33,7 @@ mod timeutil;
 
 pub use join::{JoinError, JoinHandle};
 pub use spawn::{
-    current, run, spawn, spawn_blocking, spawn_blocking_deadline, yield_now, Builder, CoroutineInfo,
+    current, run, spawn, spawn_blocking, spawn_blocking_deadline, spawn_with_buffer, yield_now,
+    Builder, CoroutineInfo,
 };
 pub use task::WaitReason;

@@ -58,7 +58,43 @@ impl Builder {
     {
         let site = Location::caller();
         let (rt, worker) = sched::current_or_default_ctx();
-        spawn_on(rt, worker, self, site, f)
+        spawn_on(rt, worker, self, site, 0, f)
+    }
+
+    /// Like [`Builder::spawn`], and `f` gets a zeroed buffer of `len` bytes that lives at the
+    /// top of the coroutine's own stack slot, above its frames (the stack size asked for
+    /// stays free for frames). See [`spawn_with_buffer`] for why.
+    ///
+    /// Fails with `InvalidInput` if `len` is over 4 MiB (use a `Vec` for that).
+    #[track_caller]
+    pub fn spawn_with_buffer<F, T>(self, len: usize, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: for<'a> FnOnce(&'a mut [u8]) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let site = Location::caller();
+        if len > crate::stack::MAX_SCRATCH {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "spawn_with_buffer: a buffer of {len} bytes is over the {} byte limit",
+                    crate::stack::MAX_SCRATCH
+                ),
+            ));
+        }
+        let lines = u16::try_from(len.div_ceil(64)).expect("checked against MAX_SCRATCH");
+        let (rt, worker) = sched::current_or_default_ctx();
+        spawn_on(rt, worker, self, site, lines, move || {
+            let t = match worker::current_task() {
+                Some(t) => t,
+                None => crate::overflow::throw("spawn_with_buffer: no current task"),
+            };
+            // SAFETY: this closure is the body of the task spawned just below with `lines`
+            // lines of scratch, so `t` is that task and this is its coroutine, asking once,
+            // before anything could park it; the slice lives in `f`'s call, which ends before
+            // the coroutine's body does.
+            f(unsafe { t.scratch(len) })
+        })
     }
 }
 
@@ -73,7 +109,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    spawn_on(rt, worker::ctx_of(rt), b, site, f)
+    spawn_on(rt, worker::ctx_of(rt), b, site, 0, f)
 }
 
 /// Spawns on `rt`; `worker` is the calling thread's context when it is one of `rt`'s workers
@@ -84,6 +120,7 @@ fn spawn_on<F, T>(
     worker: Option<&'static WorkerCtx>,
     b: Builder,
     site: &'static Location<'static>,
+    scratch_lines: u16,
     f: F,
 ) -> io::Result<JoinHandle<T>>
 where
@@ -98,7 +135,8 @@ where
     // spawns hold closures, not stacks). Once the pool has failed for lack of guard budget,
     // allocate eagerly so that the spawn itself reports the error.
     let stack = if rt.stacks.exhausted() {
-        Some(rt.stacks.alloc(size, None)?)
+        let reserve = crate::stack::scratch_reserve(scratch_lines);
+        Some(rt.stacks.alloc(size.saturating_add(reserve), None)?)
     } else {
         None
     };
@@ -108,8 +146,9 @@ where
         None => rt.next_id.fetch_add(1, Ordering::Relaxed),
     };
     let ident = CoroIdent::new(id, b.name, site);
-    let (task, for_handle) =
-        registry::insert(worker, || Task::new(rt, ident, size, Slot::new(f), stack));
+    let (task, for_handle) = registry::insert(worker, || {
+        Task::new(rt, ident, (size, scratch_lines), Slot::new(f), stack)
+    });
     // SAFETY: the slot was just made with result type `T`, and this is the task's only handle.
     let handle = unsafe { JoinHandle::from_task(for_handle) };
     match worker {
@@ -136,9 +175,45 @@ where
 {
     let site = Location::caller();
     let (rt, worker) = sched::current_or_default_ctx();
-    match spawn_on(rt, worker, Builder::new(), site, f) {
+    match spawn_on(rt, worker, Builder::new(), site, 0, f) {
         Ok(h) => h,
         Err(e) => panic!("gort::spawn: {e}"),
+    }
+}
+
+/// Spawns a coroutine running `f` with a zeroed buffer of `len` bytes that lives at the top of
+/// the coroutine's own stack slot, above its frames, for the coroutine's whole life: the
+/// per-connection buffer of a server handler (Go's `buf := make([]byte, 4096)`).
+///
+/// Why not `let mut buf = [0u8; 4096]` in the body: zeroing touches all of it, and with the
+/// frames on both sides an idle handler then holds two private stack pages (8 KiB). A heap
+/// buffer costs a page of its own as well. This buffer starts 3 KiB into a page, right above
+/// the frames, and stays unbacked until it is written (the memory of fresh stacks is zero
+/// already, so nothing is cleared), so a handler parked in a read after a short message
+/// touches one stack page in all. Go gets the same effect from zeroed spans of its heap and
+/// 2 KiB stacks.
+///
+/// ```
+/// let h = gort_runtime::spawn_with_buffer(4096, |buf| {
+///     assert!(buf.iter().all(|&b| b == 0));
+///     buf[..5].copy_from_slice(b"hello");
+///     buf.len()
+/// });
+/// assert_eq!(h.join().unwrap(), 4096);
+/// ```
+///
+/// # Panics
+/// If `len` is over 4 MiB, or no stack can be allocated; use [`Builder::spawn_with_buffer`]
+/// to get the error instead.
+#[track_caller]
+pub fn spawn_with_buffer<F, T>(len: usize, f: F) -> JoinHandle<T>
+where
+    F: for<'a> FnOnce(&'a mut [u8]) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Builder::new().spawn_with_buffer(len, f) {
+        Ok(h) => h,
+        Err(e) => panic!("gort::spawn_with_buffer: {e}"),
     }
 }
 

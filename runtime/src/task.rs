@@ -162,6 +162,11 @@ pub(crate) struct Task {
     /// Roughly the stack pointer at the last park, as cache lines below the `Ext` at the top
     /// of the stack slot (a hint for `prefetch_stack`; 0: none, or deeper than a `u16`
     /// counts, 4 MiB): 2 bytes instead of an 8-byte address.
+    ///
+    /// Until the coroutine first parks, it holds instead the length of the coroutine's
+    /// scratch buffer in 64-byte lines (0: none; `Builder::spawn_with_buffer`), which
+    /// `install` and `scratch` read before any park: the header has no spare bytes (88 of 88),
+    /// and a never-parked task gets no prefetch (only tasks a poller wakes do).
     park_lines: AtomicU16,
 }
 
@@ -193,13 +198,13 @@ impl Task {
     pub(crate) fn new(
         rt: &'static Shared,
         ident: CoroIdent,
-        stack_size: usize,
+        (stack_size, scratch_lines): (usize, u16),
         (slot_flags, slot): (SlotFlags, Slot),
         stack: Option<SlabStack>,
     ) -> Task {
         let ext = match stack {
             None => std::ptr::null_mut(),
-            Some(s) => new_ext(s, None),
+            Some(s) => new_ext(s, 0, None),
         };
         // Relaxed: a timestamp; it publishes no other data (pairs with nothing).
         let now = rt.coarse_clock.load(Ordering::Relaxed);
@@ -214,13 +219,28 @@ impl Task {
             born: u32::try_from(now.saturating_sub(rt.epoch) >> BORN_SHIFT).unwrap_or(u32::MAX),
             ext: AtomicPtr::new(ext),
             slot,
-            park_lines: AtomicU16::new(0),
+            park_lines: AtomicU16::new(scratch_lines),
         }
     }
 
     /// Requested usable stack size in bytes (a KiB multiple; the pool rounds it up to pages).
     pub(crate) fn stack_size(&self) -> usize {
         (self.stack_kib as usize) << 10
+    }
+
+    /// Bytes kept at the top of the stack slot for the scratch buffer (0 for none); the pool
+    /// must hand out `stack_size() + scratch_reserve()` usable bytes.
+    /// Only before the coroutine's first park (see `park_lines`).
+    pub(crate) fn scratch_reserve(&self) -> usize {
+        crate::stack::scratch_reserve(self.scratch_lines())
+    }
+
+    /// The scratch buffer's length in 64-byte lines: only before the first park (see
+    /// `park_lines`).
+    pub(crate) fn scratch_lines(&self) -> u16 {
+        // Relaxed: written at spawn (published with the task) and then only by the owner
+        // thread, the caller.
+        self.park_lines.load(Ordering::Relaxed)
     }
 
     /// `nanotime` at spawn, within 2^[`BORN_SHIFT`] ns (and the coarse clock's staleness).

@@ -314,7 +314,10 @@ fn start_fresh(c: &'static WorkerCtx, task: &TaskRef) -> bool {
     bump_pinned(c, 1);
     let stack = match pre {
         Some(s) => Ok(s),
-        None => c.rt.stacks.alloc(task.stack_size(), Some(&c.stacks)),
+        None => c.rt.stacks.alloc(
+            task.stack_size().saturating_add(task.scratch_reserve()),
+            Some(&c.stacks),
+        ),
     };
     match stack {
         Ok(stack) => {

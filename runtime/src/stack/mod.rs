@@ -123,7 +123,7 @@ mod tests;
 mod view;
 
 pub(crate) use cache::StackCache;
-pub(crate) use view::StackView;
+pub(crate) use view::{scratch_reserve, StackView, MAX_SCRATCH};
 
 pub(crate) use guard::find_guard;
 use guard::{guard_install, guard_mprotect, os_err, register, take_budget, unregister, PROBED};

@@ -1,5 +1,7 @@
 //! The run-time half of a task ([`Ext`]), kept in the top `EXT_BYTES` of the task's own stack
-//! slot, and the `Task` methods that build, start, finish and drop it (see the parent module).
+//! slot (below its scratch buffer, if it has one: see stack/view.rs), and the `Task` methods
+//! that build, start, finish and drop it, and lend out the scratch buffer (see the parent
+//! module).
 //!
 //! Invariants: `Task::ext` is null, or points to a live `Ext` in the top of the slot of the
 //! `SlabStack` that `Ext::stack` holds; the coroutine in `Ext::coro` runs on a view of that
@@ -39,12 +41,14 @@ const _: () = assert!(
 );
 
 /// Writes an `Ext` holding `stack` (and `coro`, built on a view of it) in the area at the top
-/// of `stack`'s slot.
-pub(super) fn new_ext(stack: SlabStack, coro: Option<Coro>) -> *mut Ext {
-    let at = stack.ext_addr() as *mut Ext;
-    // SAFETY: `at` is the `EXT_BYTES` area at the top of `stack`'s slot: mapped, aligned for
-    // `Ext` (checked above) and used by nothing else (the coroutine's frames lie below it);
-    // the stack moves into the `Ext`, so the area lives as long as the `Ext` does.
+/// of `stack`'s slot, below the top `reserve` bytes (0, or a `stack::scratch_reserve`).
+pub(super) fn new_ext(stack: SlabStack, reserve: usize, coro: Option<Coro>) -> *mut Ext {
+    let at = stack.ext_addr_below(reserve) as *mut Ext;
+    // SAFETY: `at` is the `EXT_BYTES` area below the top `reserve` bytes of `stack`'s slot
+    // (a multiple of 64, far smaller than the slot: see `SlabStack::view_below`): mapped,
+    // aligned for `Ext` (checked above) and used by nothing else (the coroutine's frames lie
+    // below it, a scratch buffer above it); the stack moves into the `Ext`, so the area lives
+    // as long as the `Ext` does.
     unsafe {
         at.write(Ext {
             coro: UnsafeCell::new(coro),
@@ -88,12 +92,44 @@ impl Task {
     where
         F: FnOnce(&Yielder<(), Suspend>, ()) + 'static,
     {
+        let reserve = self.scratch_reserve();
         // SAFETY: the `Ext` keeps `stack` next to the coroutine, and `finish` (or `Drop`)
         // gives the stack back only once the coroutine is done (or leaks both).
-        let coro = Coroutine::with_stack(unsafe { stack.view() }, body);
+        let coro = Coroutine::with_stack(unsafe { stack.view_below(reserve) }, body);
         // Relaxed: owner-thread-only (see `Task::ext`).
         self.ext
-            .store(new_ext(stack, Some(coro)), Ordering::Relaxed);
+            .store(new_ext(stack, reserve, Some(coro)), Ordering::Relaxed);
+    }
+
+    /// The running coroutine's scratch buffer (see `Builder::spawn_with_buffer`): `len`
+    /// bytes above its `Ext`, zeroed if an earlier coroutine left bytes there. Fresh stack
+    /// pages are zero already and are only read here, so they stay unbacked (the kernel maps
+    /// its shared zero page) until the coroutine writes to them.
+    ///
+    /// # Safety
+    /// Only from the task's own coroutine, at most once and before it first parks, with `len`
+    /// at most the scratch lines it was spawned with, times 64; the caller must not let the
+    /// slice outlive the coroutine's body.
+    pub(crate) unsafe fn scratch<'a>(&self, len: usize) -> &'a mut [u8] {
+        if len > self.scratch_lines() as usize * 64 {
+            overflow::throw("Task::scratch: longer than reserved");
+        }
+        // Relaxed: owner-thread-only (see `Task::ext`); non-null while the coroutine runs.
+        let at = (self.ext.load(Ordering::Relaxed) as usize + EXT_BYTES) as *mut u8;
+        // SAFETY: `install` kept the `scratch_reserve` bytes above the `Ext` out of the
+        // coroutine's stack; they are mapped while the stack is out (until the coroutine is
+        // done) and nothing else uses them: the caller is the coroutine, which asks once. Slot
+        // memory is only ever written as bytes, so every byte is initialized (zero from the
+        // kernel, or left by earlier frames), and cleared below before it is lent out.
+        unsafe {
+            let words = std::slice::from_raw_parts(at as *const u64, len / 8);
+            let dirty =
+                words.iter().any(|&w| w != 0) || (len / 8 * 8..len).any(|i| at.add(i).read() != 0);
+            if dirty {
+                at.write_bytes(0, len);
+            }
+            std::slice::from_raw_parts_mut(at, len)
+        }
     }
 
     /// After the coroutine returned: marks DONE and hands back its stack.

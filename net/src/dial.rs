@@ -17,12 +17,17 @@
 //! socket before bind/connect. Literal IPs and single-family lists take the serial path: no
 //! coroutine, no channel.
 //!
-//! Differences from Go: no context (Go's `DialContext`); the Fast Fallback switch is
-//! [`Dialer::fast_fallback`] instead of a negative `FallbackDelay`.
+//! [`Dialer::dial_context`] (Go's `DialContext`, `dial/context.rs`) adds a context's deadline
+//! and cancellation.
+//!
+//! Differences from Go: the Fast Fallback switch is [`Dialer::fast_fallback`] instead of a
+//! negative `FallbackDelay`.
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use gort_runtime::context::Context;
 
 use crate::addr::{resolve, Addr, Family};
 use crate::conn::Conn;
@@ -31,6 +36,7 @@ use crate::tcp::TcpStream;
 use crate::udp::UdpSocket;
 use crate::unix::{UnixDatagram, UnixStream};
 
+mod context;
 mod parallel;
 
 pub(crate) use parallel::Cancel;
@@ -179,18 +185,22 @@ impl Dialer {
     /// Dials TCP to `addrs`, all by `deadline` (from [`Dialer::overall_deadline`], taken
     /// before the lookup): in order, or, for `tcp` with both families and Fast Fallback on,
     /// as Go's `dialParallel` (`dial/parallel.rs`).
+    /// A `cancel` (a `DialContext`'s) stops it, racers included.
     pub(crate) fn dial_tcp_addrs(
         &self,
         net: &'static str,
         addrs: &[SocketAddr],
         deadline: Option<Instant>,
+        cancel: Option<&Cancel>,
     ) -> io::Result<TcpStream> {
         if let Some(delay) = self.fallback().filter(|_| net == "tcp") {
             if let Some((primaries, fallbacks)) = parallel::partition(addrs) {
-                return parallel::dial_parallel(self, net, primaries, fallbacks, deadline, delay);
+                return parallel::dial_parallel(
+                    self, net, primaries, fallbacks, deadline, delay, cancel,
+                );
             }
         }
-        self.dial_serial(net, addrs, deadline, None)
+        self.dial_serial(net, addrs, deadline, cancel)
     }
 
     /// Go's `dialSerial` for TCP: the first address that accepts, or the first error. A
@@ -225,23 +235,76 @@ impl Dialer {
         })
     }
 
+    /// Go's `filterAddrList` for a dial with a local address: keeps the remote addresses of
+    /// its family (IPv4-mapped IPv6 counts as IPv4; a wildcard on either side matches both).
+    /// None left: `address LOCAL: no suitable address found`.
+    fn filter_local(&self, addrs: Vec<SocketAddr>) -> io::Result<Vec<SocketAddr>> {
+        let Some(local) = self.local_addr.filter(|l| !l.ip().is_unspecified()) else {
+            return Ok(addrs);
+        };
+        let v4 = |a: &SocketAddr| match a.ip() {
+            std::net::IpAddr::V4(_) => true,
+            std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped().is_some(),
+        };
+        let kept: Vec<_> = addrs
+            .into_iter()
+            .filter(|a| a.ip().is_unspecified() || v4(a) == v4(&local))
+            .collect();
+        if kept.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("address {local}: no suitable address found"),
+            ));
+        }
+        Ok(kept)
+    }
+
     /// Go's `Dialer.Dial`: a `Box<dyn Conn>` for any supported network.
     pub fn dial(&self, network: &str, address: &str) -> io::Result<Box<dyn Conn>> {
+        // Once, before the lookup: the timeout covers resolving too, as in Go.
+        self.dial_with(network, address, self.overall_deadline(), None)
+    }
+
+    /// `dial` by `deadline`, and, for `dial_context`, cancelled with `ctx`'s [`Cancel`].
+    fn dial_with(
+        &self,
+        network: &str,
+        address: &str,
+        deadline: Option<Instant>,
+        ctx: Option<(&Context, &Cancel)>,
+    ) -> io::Result<Box<dyn Conn>> {
         let (proto, fam, net) = parse_network("dial", network)?;
         let wrap = |e| op_error("dial", net, None, None, e);
-        // Once, before the lookup: the timeout covers resolving too, as in Go.
-        let deadline = self.overall_deadline();
+        let cancel = ctx.map(|(_, c)| c);
+        // Unix and UDP dials do not wait: a context only fails them if it is done already.
+        let check = |a: Addr| match cancel.filter(|c| c.is_cancelled()) {
+            Some(c) => Err(op_error("dial", net, None, Some(a), c.error())),
+            None => Ok(()),
+        };
         match proto {
             Proto::Tcp => {
-                let addrs = resolve(address, "tcp", fam, false, deadline).map_err(wrap)?;
-                Ok(Box::new(self.dial_tcp_addrs(net, &addrs, deadline)?))
+                let addrs = context::lookup(address, "tcp", fam, deadline, ctx)
+                    .and_then(|a| self.filter_local(a))
+                    .map_err(wrap)?;
+                Ok(Box::new(
+                    self.dial_tcp_addrs(net, &addrs, deadline, cancel)?,
+                ))
             }
             Proto::Udp => {
-                let addrs = resolve(address, "udp", fam, false, deadline).map_err(wrap)?;
+                let addrs = context::lookup(address, "udp", fam, deadline, ctx)
+                    .and_then(|a| self.filter_local(a))
+                    .map_err(wrap)?;
+                if let Some(a) = addrs.first() {
+                    check(Addr::Udp(*a))?;
+                }
                 Ok(Box::new(self.dial_udp_addrs(net, &addrs, deadline)?))
             }
-            Proto::Unix => Ok(Box::new(UnixStream::connect_deadline(address, deadline)?)),
+            Proto::Unix => {
+                check(Addr::Unix(Some(address.into()), "unix"))?;
+                Ok(Box::new(UnixStream::connect_deadline(address, deadline)?))
+            }
             Proto::Unixgram => {
+                check(Addr::Unix(Some(address.into()), "unixgram"))?;
                 let s = UnixDatagram::unbound()?;
                 s.connect(address)?;
                 Ok(Box::new(s))
@@ -261,8 +324,9 @@ impl Dialer {
         }
         let deadline = self.overall_deadline();
         let addrs = resolve(address, "tcp", fam, false, deadline)
+            .and_then(|a| self.filter_local(a))
             .map_err(|e| op_error("dial", net, None, None, e))?;
-        self.dial_tcp_addrs(net, &addrs, deadline)
+        self.dial_tcp_addrs(net, &addrs, deadline, None)
     }
 }
 
@@ -325,159 +389,4 @@ pub fn dial_timeout(network: &str, address: &str, timeout: Duration) -> io::Resu
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::addr::SLOW_TEST_HOST;
-    use crate::tcp::TcpListener;
-
-    /// A loopback port with nothing listening: bound, then released.
-    fn refusing_addr() -> SocketAddr {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = l.local_addr().unwrap();
-        drop(l);
-        a
-    }
-
-    // Go: TestDialTimeout behaviours (the timeout covers the lookup): a lookup that takes 2 s
-    // fails a 50 ms dial with `lookup HOST: i/o timeout`; `deadline` and UDP alike.
-    #[test]
-    fn timeout_covers_the_lookup() {
-        gort_runtime::run(|| {
-            let addr = format!("{SLOW_TEST_HOST}:80");
-            let ms50 = Duration::from_millis(50);
-            type DialFn<'a> = Box<dyn Fn() -> io::Result<()> + 'a>;
-            let dials: [(&str, DialFn<'_>); 4] = [
-                (
-                    "tcp",
-                    Box::new(|| dial_timeout("tcp", &addr, ms50).map(drop)),
-                ),
-                (
-                    "udp",
-                    Box::new(|| dial_timeout("udp", &addr, ms50).map(drop)),
-                ),
-                (
-                    "tcp",
-                    Box::new(|| {
-                        let d = Dialer::new().deadline(Instant::now() + ms50);
-                        d.dial_tcp("tcp", &addr).map(drop)
-                    }),
-                ),
-                (
-                    "tcp4",
-                    Box::new(|| Dialer::new().timeout(ms50).dial("tcp4", &addr).map(drop)),
-                ),
-            ];
-            for (net, f) in dials {
-                let t0 = Instant::now();
-                let e = f().unwrap_err();
-                assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
-                assert_eq!(
-                    e.to_string(),
-                    format!("dial {net}: lookup {SLOW_TEST_HOST}: i/o timeout")
-                );
-                // A behaviour bound (the lookup takes 2 s), not a benchmark.
-                assert!(
-                    t0.elapsed() < Duration::from_millis(1500),
-                    "waited for the lookup"
-                );
-            }
-        });
-    }
-
-    // Go: dialSerial's contract ("the first successful connection, or the first error"), as
-    // TestDialParallel checks it for the primaries: addresses are tried in order; the first
-    // that accepts wins; if none does, the FIRST error is returned.
-    #[test]
-    fn tries_addresses_in_order_and_returns_the_first_error() {
-        gort_runtime::run(|| {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            let live = l.local_addr().unwrap();
-            let (r1, r2) = (refusing_addr(), "127.0.0.1:1".parse().unwrap());
-            for deadline in [None, Instant::now().checked_add(Duration::from_secs(30))] {
-                let d = Dialer::new();
-                let s = d.dial_tcp_addrs("tcp", &[r1, live], deadline).unwrap();
-                assert_eq!(s.peer_addr().unwrap(), live);
-                // The public surface: TcpStream::connect with a slice.
-                let s = TcpStream::connect(&[r1, live][..]).unwrap();
-                assert_eq!(s.peer_addr().unwrap(), live);
-
-                let e = d.dial_tcp_addrs("tcp", &[r1, r2], deadline).unwrap_err();
-                assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
-                assert_eq!(
-                    e.to_string(),
-                    format!("dial tcp {r1}: connect: connection refused")
-                );
-                let e = d.dial_tcp_addrs("tcp", &[r2, r1], deadline).unwrap_err();
-                assert_eq!(
-                    e.to_string(),
-                    format!("dial tcp {r2}: connect: connection refused")
-                );
-            }
-            // Of two live addresses the first wins.
-            let l2 = TcpListener::bind("127.0.0.1:0").unwrap();
-            let live2 = l2.local_addr().unwrap();
-            let s = Dialer::new()
-                .dial_tcp_addrs("tcp", &[live2, live], None)
-                .unwrap();
-            assert_eq!(s.peer_addr().unwrap(), live2);
-            // With the deadline already past no address is tried: the error is a timeout.
-            let past = Some(Instant::now());
-            let e = Dialer::new()
-                .dial_tcp_addrs("tcp", &[r1, live], past)
-                .unwrap_err();
-            assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
-        });
-    }
-
-    // Go: dialSerial applies to UDP too (behaviour): the first address whose socket connects
-    // wins, else the first error. A UDP connect to the limited broadcast address without
-    // SO_BROADCAST fails at once and sends nothing (EACCES; ENETUNREACH on a host with no
-    // route but loopback).
-    #[test]
-    fn udp_tries_addresses_in_order() {
-        gort_runtime::run(|| {
-            let l = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let live = l.local_addr().unwrap();
-            let (b9, b10) = (
-                "255.255.255.255:9".parse().unwrap(),
-                "255.255.255.255:10".parse().unwrap(),
-            );
-            let d = Dialer::new();
-            let s = d.dial_udp_addrs("udp", &[b9, live], None).unwrap();
-            assert_eq!(s.peer_addr().unwrap(), live);
-            s.send(b"hi").unwrap();
-            let mut buf = [0; 8];
-            assert_eq!(l.recv_from(&mut buf).unwrap(), (2, s.local_addr().unwrap()));
-
-            let e = d.dial_udp_addrs("udp", &[b9, b10], None).unwrap_err();
-            let text = e.to_string();
-            assert!(
-                text.starts_with("dial udp 255.255.255.255:9: connect: "),
-                "{text}"
-            );
-            let errno = crate::raw_os_error(&e);
-            assert!(
-                matches!(errno, Some(libc::EACCES | libc::ENETUNREACH)),
-                "{text}"
-            );
-            // With the deadline passed (the lookup used it up) nothing is tried, as in Go.
-            let e = d
-                .dial_udp_addrs("udp", &[live], Some(Instant::now()))
-                .unwrap_err();
-            assert_eq!(e.to_string(), format!("dial udp {live}: i/o timeout"));
-
-            // The public surface: `localhost` gives [127.0.0.1, ::1]; a control hook that
-            // rejects the IPv4 socket makes `dial` go on to ::1.
-            let l6 = UdpSocket::bind("[::1]:0").unwrap();
-            let port = l6.local_addr().unwrap().port();
-            let d = Dialer::new().control(|_, addr, _| match addr.starts_with("127.") {
-                true => Err(io::Error::new(io::ErrorKind::PermissionDenied, "not v4")),
-                false => Ok(()),
-            });
-            let c = d.dial("udp", &format!("localhost:{port}")).unwrap();
-            assert_eq!(c.remote_addr(), Addr::Udp(l6.local_addr().unwrap()));
-            let e = d.dial("udp4", &format!("localhost:{port}")).unwrap_err();
-            assert_eq!(e.to_string(), format!("dial udp4 127.0.0.1:{port}: not v4"));
-        });
-    }
-}
+mod tests;

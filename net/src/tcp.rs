@@ -126,13 +126,13 @@ impl TcpStream {
         let addrs = addr
             .to_addrs()
             .map_err(|e| op_error("dial", "tcp", None, None, e))?;
-        Dialer::new().dial_tcp_addrs("tcp", &addrs, None)
+        Dialer::new().dial_tcp_addrs("tcp", &addrs, None, None)
     }
 
     /// Connects with a timeout (std's `connect_timeout`); a huge timeout means none.
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         let d = Dialer::new().timeout(timeout);
-        d.dial_tcp_addrs("tcp", &[*addr], d.overall_deadline())
+        d.dial_tcp_addrs("tcp", &[*addr], d.overall_deadline(), None)
     }
 
     pub(crate) fn connect_one(

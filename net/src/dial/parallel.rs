@@ -59,8 +59,31 @@ pub(crate) struct Cancel {
 #[derive(Default)]
 struct CancelState {
     cancelled: bool,
+    /// Cancelled because a deadline passed (a `DialContext` whose context timed out): the
+    /// error is Go's `errTimeout` rather than `errCanceled`.
+    timed_out: bool,
     /// The racer's socket while it is in `connect`.
     connecting: Option<Weak<Sock>>,
+    /// Cancels to cancel with this one (a `DialContext`'s cancel holds its race's two).
+    children: Vec<Weak<Cancel>>,
+}
+
+impl CancelState {
+    /// What a cancelled dial fails with (Go's `mapErr` of the context's error: `errCanceled`,
+    /// or `errTimeout` for a passed deadline).
+    fn error(&self) -> io::Error {
+        canceled_error(self.timed_out)
+    }
+}
+
+/// Go's `mapErr` of a context's error: `errTimeout` ("i/o timeout", `TimedOut`) for a passed
+/// deadline, `errCanceled` ("operation was canceled", `Interrupted`) for a cancel.
+pub(crate) fn canceled_error(timed_out: bool) -> io::Error {
+    if timed_out {
+        gort_runtime::netpoll::timeout_error()
+    } else {
+        io::Error::new(io::ErrorKind::Interrupted, "operation was canceled")
+    }
 }
 
 impl Cancel {
@@ -73,20 +96,49 @@ impl Cancel {
         self.lock().cancelled
     }
 
-    /// What a cancelled racer fails with (Go's `errCanceled` text).
+    /// What a cancelled dial fails with (see [`CancelState::error`]).
     pub(crate) fn error(&self) -> io::Error {
-        io::Error::new(io::ErrorKind::Interrupted, "operation was canceled")
+        self.lock().error()
     }
 
-    /// Marks the racer cancelled and closes the socket it is connecting, if any: the parked
+    /// Marks the dial cancelled and closes the socket it is connecting, if any: the parked
     /// `connect` wakes with "use of closed network connection"; the descriptor is released
-    /// when that `connect` has left (`Fd::close`).
-    fn cancel(&self) {
-        let mut st = self.lock();
-        st.cancelled = true;
-        if let Some(s) = st.connecting.take().and_then(|w| w.upgrade()) {
+    /// when that `connect` has left (`Fd::close`). Children are cancelled too.
+    pub(crate) fn cancel(&self) {
+        self.cancel_with(false);
+    }
+
+    /// [`Cancel::cancel`], failing with `i/o timeout` when `timed_out` (unless cancelled
+    /// already).
+    pub(crate) fn cancel_with(&self, timed_out: bool) {
+        let (sock, children) = {
+            let mut st = self.lock();
+            if !st.cancelled {
+                st.cancelled = true;
+                st.timed_out = timed_out;
+            }
+            (st.connecting.take(), std::mem::take(&mut st.children))
+        };
+        // Outside the lock: a child takes its own.
+        if let Some(s) = sock.and_then(|w| w.upgrade()) {
             let _ = s.fd.close();
         }
+        for c in children.iter().filter_map(Weak::upgrade) {
+            c.cancel_with(timed_out);
+        }
+    }
+
+    /// Cancels `child` with this one (at once if this one is cancelled already).
+    pub(crate) fn add_child(&self, child: &Arc<Cancel>) {
+        let timed_out = {
+            let mut st = self.lock();
+            if !st.cancelled {
+                st.children.push(Arc::downgrade(child));
+                return;
+            }
+            st.timed_out
+        };
+        child.cancel_with(timed_out);
     }
 
     /// `Sock::connect` that [`Cancel::cancel`] can interrupt. A cancelled racer gets an error
@@ -101,7 +153,7 @@ impl Cancel {
         {
             let mut st = self.lock();
             if st.cancelled {
-                return Err(self.error());
+                return Err(st.error());
             }
             st.connecting = Some(Arc::downgrade(&sock));
         }
@@ -109,14 +161,14 @@ impl Cancel {
         let cancelled = {
             let mut st = self.lock();
             st.connecting = None;
-            st.cancelled
+            st.cancelled.then(|| st.error())
         };
         // `cancel` upgrades the weak reference only under the lock, and it is cleared now: ours
         // is the only strong reference left, so this never fails (an error, not a panic, if
         // it did; the socket is closed when the last reference goes).
         let sock = Arc::try_unwrap(sock).map_err(|_| self.error())?;
-        if cancelled {
-            return Err(self.error());
+        if let Some(e) = cancelled {
+            return Err(e);
         }
         r.map(|()| sock)
     }
@@ -199,8 +251,13 @@ pub(crate) fn dial_parallel(
     fallbacks: Vec<SocketAddr>,
     deadline: Option<Instant>,
     delay: Duration,
+    parent: Option<&Cancel>,
 ) -> io::Result<TcpStream> {
     let race = Race::default();
+    if let Some(p) = parent {
+        p.add_child(&race.primary);
+        p.add_child(&race.fallback);
+    }
     let (tx, rx) = chan::bounded::<Outcome>(2);
     let report = |tx, primary| Report {
         tx: Some(tx),
@@ -218,7 +275,7 @@ pub(crate) fn dial_parallel(
     {
         // No coroutine to be had: dial the whole list here, as with Fast Fallback off.
         drop(race);
-        return d.dial_serial(net, &[primaries, fallbacks].concat(), deadline, None);
+        return d.dial_serial(net, &[primaries, fallbacks].concat(), deadline, parent);
     }
     let fallback_at = Instant::now().checked_add(delay);
     // Held until the fallback racer starts (so the channel cannot be closed meanwhile).

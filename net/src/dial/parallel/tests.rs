@@ -51,7 +51,7 @@ fn secs(n: u64) -> Option<Instant> {
 }
 
 fn race(d: &Dialer, addrs: &[SocketAddr], deadline: Option<Instant>) -> io::Result<TcpStream> {
-    d.dial_tcp_addrs("tcp", addrs, deadline)
+    d.dial_tcp_addrs("tcp", addrs, deadline, None)
 }
 
 // Go: TestAddrListPartition (behaviour): the family of the first address is primary, order

@@ -152,3 +152,23 @@ fn mixed_list_connect_falls_back() {
         assert!(t0.elapsed() < secs(5), "{:?}", t0.elapsed());
     });
 }
+
+/// A panic in the `Control` hook reaches the caller of a raced dial, as it does in a serial
+/// one (gort's own rule: the racer is the caller's dial, not a goroutine of its own).
+#[test]
+fn control_hook_panic_reaches_the_caller() {
+    gort::run(|| {
+        let d = Dialer::new().control(|_, _, _| panic!("control hook boom"));
+        // `localhost` is [127.0.0.1, ::1]: the dial is raced (nothing need listen).
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            d.dial("tcp", "localhost:9").map(drop)
+        }));
+        let payload = r.expect_err("the hook's panic should reach the caller");
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert_eq!(msg, "control hook boom");
+    });
+}

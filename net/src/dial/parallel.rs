@@ -22,6 +22,9 @@
 //!   further address. A connection that completes anyway is sent to a receiver that is gone
 //!   and is dropped (closed) with the failed send or with the channel's buffer.
 //! * Both racers dial within the overall deadline, so the race never outlasts it.
+//! * A panic in a racer's dial (the dialer's `Control` hook runs there) is caught and resumed
+//!   on the caller, as if the caller had dialed serially; the other racer is cancelled as the
+//!   caller unwinds. A loser's panic after the race was decided is dropped with its report.
 //!
 //! Differences from Go: Go cancels the loser through a `context.Context` that moves its
 //! connect deadline into the past; here [`Cancel`] closes the socket in `connect`. Go's
@@ -188,8 +191,12 @@ impl Drop for Race {
     }
 }
 
-/// A racer's result: (primary?, the stream or its error).
-type Outcome = (bool, io::Result<TcpStream>);
+/// A racer's result: (primary?, the stream or its error), or the payload of a panic in the
+/// dial (a `Control` hook's), which the caller resumes as a serial dial would.
+type Outcome = (
+    bool,
+    Result<io::Result<TcpStream>, Box<dyn std::any::Any + Send>>,
+);
 
 /// A racer's one report: [`Report::send`], or, dropped unsent (the racer panicked or its
 /// coroutine never ran), an error.
@@ -200,7 +207,7 @@ struct Report {
 }
 
 impl Report {
-    fn send(mut self, r: io::Result<TcpStream>) {
+    fn send(mut self, r: Result<io::Result<TcpStream>, Box<dyn std::any::Any + Send>>) {
         if let Some(tx) = self.tx.take() {
             // The channel has room for both reports, so this never waits. If the race is
             // decided the receiver is gone: the stream comes back in the error and is
@@ -214,7 +221,10 @@ impl Drop for Report {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             let e = io::Error::other("the dialing coroutine ended without a result");
-            let _ = tx.try_send((self.primary, Err(op_error("dial", self.net, None, None, e))));
+            let _ = tx.try_send((
+                self.primary,
+                Ok(Err(op_error("dial", self.net, None, None, e))),
+            ));
         }
     }
 }
@@ -237,7 +247,11 @@ fn start_racer(
     gort_runtime::Builder::new()
         .name(name)
         .spawn(move || {
-            let r = d.dial_serial(report.net, &addrs, deadline, Some(&cancel));
+            // A panic (in the dialer's `Control` hook) goes to the caller, which resumes it:
+            // a racer is the caller's own dial, not a goroutine of its own.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                d.dial_serial(report.net, &addrs, deadline, Some(&cancel))
+            }));
             report.send(r);
         })
         .map(drop)
@@ -289,9 +303,11 @@ pub(crate) fn dial_parallel(
         };
         let timer_fired = matches!(got, Err(RecvTimeoutError::Timeout));
         match got {
-            Ok((_, Ok(conn))) => return Ok(conn), // `race` cancels the loser
-            Ok((true, Err(e))) => primary_err = Some(e),
-            Ok((false, Err(_))) => fallback_failed = true,
+            Ok((_, Ok(Ok(conn)))) => return Ok(conn), // `race` cancels the loser
+            Ok((true, Ok(Err(e)))) => primary_err = Some(e),
+            Ok((false, Ok(Err(_)))) => fallback_failed = true,
+            // Unwinding drops `race`, which cancels the other racer.
+            Ok((_, Err(panic))) => std::panic::resume_unwind(panic),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Closed) => {
                 // Not reached: each racer reports once (see `Report`). An error, not a hang.

@@ -34,8 +34,8 @@ impl Dialer {
     /// docs). The dial's deadline is the earlier of the dialer's and the context's.
     ///
     /// ```no_run
-    /// use gort::context;
-    /// use gort::net::Dialer;
+    /// use gort_net::Dialer;
+    /// use gort_runtime::context;
     /// use std::time::Duration;
     ///
     /// let (ctx, cancel) = context::with_timeout(&context::background(), Duration::from_secs(2));

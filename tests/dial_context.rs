@@ -9,6 +9,7 @@
 mod hanging;
 
 use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use gort::context::{self, CancelFunc};
@@ -28,22 +29,29 @@ fn cancel_after(cancel: CancelFunc, ms: u64) {
     });
 }
 
+/// A listener whose one connection echoes `n` bytes; the join gives them back. In a coroutine.
+fn echo_peer(n: usize) -> (SocketAddr, gort::JoinHandle<Vec<u8>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let peer = gort::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut b = vec![0u8; n];
+        c.read_exact(&mut b).unwrap();
+        c.write_all(&b).unwrap();
+        b
+    });
+    (addr, peer)
+}
+
 #[test]
 fn background_context_dials_like_dial() {
     gort::run(|| {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let peer = gort::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut b = [0u8; 2];
-            c.read_exact(&mut b).unwrap();
-            b
-        });
+        let (addr, peer) = echo_peer(2);
         let mut c = dialer()
             .dial_context(&context::background(), "tcp", &addr.to_string())
             .unwrap();
         c.write_all(b"hi").unwrap();
-        assert_eq!(&peer.join().unwrap(), b"hi");
+        assert_eq!(peer.join().unwrap(), b"hi");
     });
 }
 
@@ -160,14 +168,7 @@ fn cancel_stops_both_happy_eyeballs_racers() {
 #[test]
 fn cancel_after_the_dial_leaves_the_connection_working() {
     gort::run(|| {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let peer = gort::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut b = [0u8; 1];
-            c.read_exact(&mut b).unwrap();
-            c.write_all(&b).unwrap();
-        });
+        let (addr, peer) = echo_peer(1);
         let (ctx, cancel) = context::with_cancel(&context::background());
         let mut c = dialer()
             .dial_context(&ctx, "tcp", &addr.to_string())

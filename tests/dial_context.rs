@@ -43,6 +43,18 @@ fn echo_peer(n: usize) -> (SocketAddr, gort::JoinHandle<Vec<u8>>) {
     (addr, peer)
 }
 
+/// Dials `addr` under `ctx` and checks that the dial was cancelled.
+fn dial_is_canceled(ctx: &context::Context, addr: SocketAddr) {
+    let e = dialer()
+        .dial_context(ctx, "tcp", &addr.to_string())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("dial tcp {addr}: operation was canceled")
+    );
+}
+
 #[test]
 fn background_context_dials_like_dial() {
     gort::run(|| {
@@ -62,14 +74,7 @@ fn done_context_fails_before_dialing() {
         let addr = l.local_addr().unwrap();
         let (ctx, cancel) = context::with_cancel(&context::background());
         cancel.cancel();
-        let e = dialer()
-            .dial_context(&ctx, "tcp", &addr.to_string())
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
-        assert_eq!(
-            e.to_string(),
-            format!("dial tcp {addr}: operation was canceled")
-        );
+        dial_is_canceled(&ctx, addr);
         // Nothing reached the listener.
         l.set_deadline(Some(std::time::Instant::now())).unwrap();
         assert_eq!(l.accept().unwrap_err().kind(), ErrorKind::TimedOut);
@@ -97,14 +102,7 @@ fn cancel_interrupts_a_hanging_connect() {
     gort::run(move || {
         let (ctx, cancel) = context::with_cancel(&context::background());
         cancel_after(cancel, 100);
-        let e = dialer()
-            .dial_context(&ctx, "tcp", &addr.to_string())
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Interrupted, "{e}");
-        assert_eq!(
-            e.to_string(),
-            format!("dial tcp {addr}: operation was canceled")
-        );
+        dial_is_canceled(&ctx, addr);
     });
     drop(h);
 }

@@ -143,7 +143,8 @@ fn oversized_buffer_is_an_error() {
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         // The largest allowed one works.
-        let max = 65535 * 64;
+        let max = gort::MAX_BUFFER;
+        assert_eq!(max, 65535 * 64);
         let h = gort::Builder::new()
             .spawn_with_buffer(max, |buf| buf.len())
             .unwrap();

@@ -216,3 +216,44 @@ fn serve_emfile_child() {
         println!("SERVE-EMFILE-OK");
     });
 }
+
+// `serve_with_buffer` (gort's own): each handler gets its own zeroed buffer of the length
+// asked for, kept for the connection's life; an oversized buffer fails before any accept.
+#[test]
+fn serve_with_buffer_gives_each_handler_its_buffer() {
+    const N: usize = 4;
+    gort::run(|| {
+        let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = l.local_addr().unwrap();
+        let l2 = l.clone();
+        let srv = gort::spawn(move || {
+            net::serve_with_buffer(&*l2, 3000, |mut c, buf| {
+                assert_eq!(buf.len(), 3000);
+                assert!(buf.iter().all(|&b| b == 0));
+                // Echo until EOF, through the buffer.
+                loop {
+                    match c.read(buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if c.write(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        });
+        let clients: Vec<_> = (0..N).map(|_| client(addr)).collect();
+        for (i, c) in clients.iter().enumerate() {
+            let msg = format!("hello {i}");
+            io::Write::write_all(&mut &*c, msg.as_bytes()).unwrap();
+            expect(c, msg.as_bytes());
+        }
+        l.close().unwrap();
+        srv.join().unwrap().unwrap();
+
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = net::serve_with_buffer(&l, gort::MAX_BUFFER + 1, |_, _| {}).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    });
+}

@@ -37,7 +37,7 @@ pub use error::{
 };
 pub use listen::{listen, listen_packet, ListenConfig, PacketSocket};
 pub use port::lookup_port;
-pub use serve::{is_temporary, serve};
+pub use serve::{is_temporary, serve, serve_with_buffer};
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};

@@ -34,6 +34,6 @@ mod timeutil;
 pub use join::{JoinError, JoinHandle};
 pub use spawn::{
     current, run, spawn, spawn_blocking, spawn_blocking_deadline, spawn_with_buffer, yield_now,
-    Builder, CoroutineInfo,
+    Builder, CoroutineInfo, MAX_BUFFER,
 };
 pub use task::WaitReason;

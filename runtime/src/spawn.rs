@@ -65,7 +65,7 @@ impl Builder {
     /// top of the coroutine's own stack slot, above its frames (the stack size asked for
     /// stays free for frames). See [`spawn_with_buffer`] for why.
     ///
-    /// Fails with `InvalidInput` if `len` is over 4 MiB (use a `Vec` for that).
+    /// Fails with `InvalidInput` if `len` is over [`MAX_BUFFER`] (use a `Vec` for that).
     #[track_caller]
     pub fn spawn_with_buffer<F, T>(self, len: usize, f: F) -> io::Result<JoinHandle<T>>
     where
@@ -73,13 +73,10 @@ impl Builder {
         T: Send + 'static,
     {
         let site = Location::caller();
-        if len > crate::stack::MAX_SCRATCH {
+        if len > MAX_BUFFER {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "spawn_with_buffer: a buffer of {len} bytes is over the {} byte limit",
-                    crate::stack::MAX_SCRATCH
-                ),
+                format!("spawn_with_buffer: a buffer of {len} bytes is over the {MAX_BUFFER} byte limit"),
             ));
         }
         let lines = u16::try_from(len.div_ceil(64)).expect("checked against MAX_SCRATCH");
@@ -181,6 +178,9 @@ where
     }
 }
 
+/// The largest buffer [`spawn_with_buffer`] hands out (4 MiB minus 64 bytes).
+pub const MAX_BUFFER: usize = crate::stack::MAX_SCRATCH;
+
 /// Spawns a coroutine running `f` with a zeroed buffer of `len` bytes that lives at the top of
 /// the coroutine's own stack slot, above its frames, for the coroutine's whole life: the
 /// per-connection buffer of a server handler (Go's `buf := make([]byte, 4096)`).
@@ -203,7 +203,7 @@ where
 /// ```
 ///
 /// # Panics
-/// If `len` is over 4 MiB, or no stack can be allocated; use [`Builder::spawn_with_buffer`]
+/// If `len` is over [`MAX_BUFFER`], or no stack can be allocated; use [`Builder::spawn_with_buffer`]
 /// to get the error instead.
 #[track_caller]
 pub fn spawn_with_buffer<F, T>(len: usize, f: F) -> JoinHandle<T>

@@ -166,6 +166,8 @@ impl Drop for Runtime {
             for w in self.shared.workers.iter() {
                 w.poller.close_when_idle();
             }
+            // Descriptors that outlive the runtime move to another at their next wait.
+            crate::netpoll::rehome_all(self.shared as *const _ as usize);
         }
     }
 }

@@ -22,6 +22,11 @@
 //! are dropped. An eventfd registered in the same epoll wakes a worker blocked in
 //! `epoll_wait` when work arrives for it or a timer is added earlier than its timeout.
 //!
+//! A runtime that is dropped closes its epoll instances; descriptors that outlive it (a
+//! connection made there and used later from a plain thread or another runtime) are marked
+//! by [`rehome_all`], their parked waiters woken to retry, and their next wait registers them
+//! again with the caller's (or the default) runtime, restarting their deadline timers there.
+//!
 //! Files: this one holds the error values, the `PollDesc` slab and its slot protocol;
 //! `poller.rs` the epoll instance; `registration.rs` the public API; `tests.rs` the model tests.
 //!
@@ -111,6 +116,11 @@ pub(crate) struct PollDesc {
     pub(super) wseq: AtomicU64,
     pub(super) rtimer: Mutex<Option<TimerHandle>>,
     pub(super) wtimer: Mutex<Option<TimerHandle>>,
+    /// The runtime (`&Shared` as an address; 0: none) whose epoll instance holds the fd.
+    pub(super) home_rt: AtomicUsize,
+    /// That runtime shut down ([`rehome_all`]): its epoll instance is closed and forgot the
+    /// fd, so the next wait registers it again, with the caller's runtime.
+    pub(super) rehome: AtomicBool,
 }
 
 pub(super) struct Slab {
@@ -199,6 +209,8 @@ impl PollDesc {
             wseq: AtomicU64::new(0),
             rtimer: Mutex::new(None),
             wtimer: Mutex::new(None),
+            home_rt: AtomicUsize::new(0),
+            rehome: AtomicBool::new(false),
         }
     }
 
@@ -302,9 +314,10 @@ impl PollDesc {
             WaitReason::FdWrite
         };
         loop {
-            // Re-check after installing: a concurrent close/deadline either saw us (and will
-            // swap us out) or we see its flag here.
-            if self.check_err(m).is_err()
+            // Re-check after installing: a concurrent close/deadline/rehome either saw us (and
+            // will swap us out) or we see its flag here. A rehome is a spurious wake-up: the
+            // caller retries its syscall, and its next wait registers the fd again.
+            if (self.check_err(m).is_err() || self.rehome.load(Ordering::SeqCst))
                 && slot
                     .compare_exchange(me, NIL, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok()
@@ -346,6 +359,35 @@ impl PollDesc {
     }
 
     pub(super) fn set_deadline(&'static self, gen: u32, m: Mode, d: Option<Instant>) {
+        let seq = self.new_deadline_seq(m);
+        match d {
+            None => self.deadline(m).store(0, Ordering::SeqCst),
+            Some(t) => {
+                let n = timer::instant_to_nanos(t);
+                if n > i64::MAX as u64 {
+                    // Past ~292 years from the epoch: it never comes. Stored as the largest
+                    // deadline (positive: not expired), with no timer (Go clamps it likewise).
+                    self.deadline(m).store(i64::MAX, Ordering::SeqCst);
+                } else {
+                    self.arm_deadline(gen, seq, m, n);
+                }
+            }
+        }
+    }
+
+    /// Starts the timer of a pending deadline again on the caller's runtime (the fd moved
+    /// there because the runtime that held its timer shut down; see `rehome`).
+    pub(super) fn rearm_deadline(&'static self, gen: u32, m: Mode) {
+        let d = self.deadline(m).load(Ordering::SeqCst);
+        if d > 0 && d < i64::MAX {
+            let seq = self.new_deadline_seq(m);
+            self.arm_deadline(gen, seq, m, d as u64);
+        }
+    }
+
+    /// A new deadline sequence number for `m` (stale timers see it changed), with the old
+    /// timer cancelled.
+    fn new_deadline_seq(&self, m: Mode) -> u64 {
         let seq = self.seq(m).fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(old) = self
             .timer(m)
@@ -355,27 +397,49 @@ impl PollDesc {
         {
             old.cancel();
         }
-        match d {
-            None => self.deadline(m).store(0, Ordering::SeqCst),
-            Some(t) => {
-                let n = timer::instant_to_nanos(t);
-                if n > i64::MAX as u64 {
-                    // Past ~292 years from the epoch: it never comes. Stored as the largest
-                    // deadline (positive: not expired), with no timer (Go clamps it likewise).
-                    self.deadline(m).store(i64::MAX, Ordering::SeqCst);
-                } else if n <= nanotime() {
-                    self.deadline(m).store(-1, Ordering::SeqCst);
-                    if let Some(u) = self.unblock(m, false) {
-                        u.wake();
-                    }
-                } else {
-                    self.deadline(m).store(n as i64, Ordering::SeqCst);
-                    let h = timer::add_timer_nanos(
-                        n,
-                        TimerAction::Call(Box::new(move || self.deadline_fired(gen, seq, m))),
-                    );
-                    *self.timer(m).lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
-                }
+        seq
+    }
+
+    /// Sets deadline `n` (nanotime, at most `i64::MAX`) for sequence `seq`: expired now, or
+    /// with a timer on the caller's runtime.
+    fn arm_deadline(&'static self, gen: u32, seq: u64, m: Mode, n: u64) {
+        if n <= nanotime() {
+            self.deadline(m).store(-1, Ordering::SeqCst);
+            if let Some(u) = self.unblock(m, false) {
+                u.wake();
+            }
+        } else {
+            self.deadline(m).store(n as i64, Ordering::SeqCst);
+            let h = timer::add_timer_nanos(
+                n,
+                TimerAction::Call(Box::new(move || self.deadline_fired(gen, seq, m))),
+            );
+            *self.timer(m).lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        }
+    }
+}
+
+/// Called when runtime `rt` (a `&Shared` as an address) has shut down and closed its epoll
+/// instances: every descriptor they held is marked for registering again, and its waiters
+/// (coroutines of other runtimes, plain threads) are woken to retry their syscalls, so that
+/// their next wait registers the fd with a live runtime. Without this a plain thread reading
+/// a connection that outlived its runtime would wait for an event no poller delivers.
+pub(crate) fn rehome_all(rt: usize) {
+    let s = slab();
+    // Relaxed: chunks published before this shutdown are seen through `get`'s Acquire; a
+    // chunk added concurrently holds only descriptors registered elsewhere.
+    let n = s.nchunks.load(Ordering::Relaxed) * CHUNK;
+    for i in 0..n {
+        let Some(pd) = s.get(i as u32) else { continue };
+        if pd.home_rt.load(Ordering::SeqCst) != rt {
+            continue;
+        }
+        // SeqCst: pairs with the waiter's re-check in `wait` (it sees the flag, or we see it
+        // in the slot) and with `Registration::ensure_registered`.
+        pd.rehome.store(true, Ordering::SeqCst);
+        for m in [Mode::Read, Mode::Write] {
+            if let Some(u) = pd.unblock(m, true) {
+                u.wake();
             }
         }
     }

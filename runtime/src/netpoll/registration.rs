@@ -2,7 +2,7 @@
 //! `pollWait`, `pollSetDeadline`, `pollUnblock`, `pollClose`). See `netpoll/mod.rs`.
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::*;
@@ -18,7 +18,10 @@ pub struct Registration {
     pd: &'static PollDesc,
     gen: u32,
     fd: RawFd,
-    rt: &'static Shared,
+    /// The runtime whose worker's epoll instance holds (or will hold) the fd: always a
+    /// `&'static Shared`. It changes only in `register_slow`, while `home` is `BUSY`, when
+    /// that runtime has shut down (see `PollDesc::rehome`).
+    rt: AtomicPtr<Shared>,
     /// Index of the worker whose epoll instance holds the fd, or `UNREG`/`BUSY`.
     home: AtomicUsize,
     deregistered: AtomicBool,
@@ -49,42 +52,127 @@ impl Registration {
         pd.wd.store(0, Ordering::SeqCst);
         pd.rg.store(NIL, Ordering::SeqCst);
         pd.wg.store(NIL, Ordering::SeqCst);
+        pd.home_rt.store(0, Ordering::SeqCst);
+        pd.rehome.store(false, Ordering::SeqCst);
         Ok(Registration {
             pd,
             gen,
             fd,
-            rt,
+            rt: AtomicPtr::new(rt as *const Shared as *mut Shared),
             home: AtomicUsize::new(UNREG),
             deregistered: AtomicBool::new(false),
         })
     }
 
     /// Joins the epoll instance of the calling worker (of a worker chosen by descriptor
-    /// index, for plain threads) if not done yet. Edge-triggered registration reports the
-    /// readiness the fd already has, so nothing that happened before is lost.
+    /// index, for plain threads) if not done yet, or again if its runtime shut down. Edge-
+    /// triggered registration reports the readiness the fd already has, so nothing that
+    /// happened before is lost.
     #[inline]
     fn ensure_registered(&self) -> io::Result<()> {
-        if self.home.load(Ordering::SeqCst) < BUSY {
+        if self.home.load(Ordering::SeqCst) < BUSY && !self.pd.rehome.load(Ordering::SeqCst) {
             return Ok(());
         }
         self.register_slow()
     }
 
+    /// The runtime the fd belongs to.
+    fn rt(&self) -> &'static Shared {
+        // SAFETY: `rt` only ever holds a pointer made from a `&'static Shared` (in `new` and
+        // `move_to`), and runtimes' `Shared`s are never freed.
+        unsafe { &*self.rt.load(Ordering::SeqCst) }
+    }
+
     #[cold]
     fn register_slow(&self) -> io::Result<()> {
-        let n = self.rt.nworkers();
-        let me = crate::sched::worker::current_index(self.rt).unwrap_or(self.pd.index as usize % n);
-        loop {
-            match self
+        // Take the registration: a first one (`UNREG`), or a move off a runtime that shut
+        // down (`rehome`); the other direction may be doing it right now (`BUSY`).
+        let old = loop {
+            let h = self.home.load(Ordering::SeqCst);
+            if h == BUSY {
+                std::hint::spin_loop();
+                continue;
+            }
+            if h != UNREG && !self.pd.rehome.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if self
                 .home
-                .compare_exchange(UNREG, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(h, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
             {
-                Ok(_) => break,
-                Err(BUSY) => std::hint::spin_loop(), // the other direction is registering
-                Err(_) => return Ok(()),
+                break h;
+            }
+        };
+        if old != UNREG {
+            // Its epoll instance is closed and has forgotten the fd. (Relaxed: a statistic,
+            // pairs with nothing.)
+            self.rt().workers[old]
+                .poller
+                .registered
+                .fetch_sub(1, Ordering::Relaxed);
+            self.pd.rehome.store(false, Ordering::SeqCst);
+            self.move_to_current();
+        }
+        let mut r = self.epoll_add();
+        if r.is_none() && self.move_to_current() {
+            // The runtime it was made on has shut down before its first wait.
+            r = self.epoll_add();
+        }
+        match r {
+            Some(Ok(me)) => {
+                // Relaxed: a statistic (pairs with nothing).
+                self.rt().workers[me]
+                    .poller
+                    .registered
+                    .fetch_add(1, Ordering::Relaxed);
+                self.home.store(me, Ordering::SeqCst);
+                // A deregistration that ran while we were BUSY found nothing to remove: do it
+                // for it. (SeqCst on both sides: either it sees `me` in `home`, or we see its
+                // flag here.)
+                if self.deregistered.load(Ordering::SeqCst) {
+                    self.epoll_del(me);
+                }
+                Ok(())
+            }
+            Some(Err(err)) => {
+                self.home.store(UNREG, Ordering::SeqCst);
+                Err(err)
+            }
+            None => {
+                self.home.store(UNREG, Ordering::SeqCst);
+                Err(runtime_gone())
             }
         }
-        let poller = &self.rt.workers[me].poller;
+    }
+
+    /// Moves the registration to the caller's (or the default) runtime, restarting its
+    /// deadline timers there (those of the old runtime never fire); false if it is there
+    /// already. Only while `home` is `BUSY` (ours).
+    fn move_to_current(&self) -> bool {
+        let rt = crate::sched::current_or_default();
+        if std::ptr::eq(rt, self.rt()) {
+            return false;
+        }
+        self.rt
+            .store(rt as *const Shared as *mut Shared, Ordering::SeqCst);
+        for m in [Mode::Read, Mode::Write] {
+            self.pd.rearm_deadline(self.gen, m);
+        }
+        true
+    }
+
+    /// `EPOLL_CTL_ADD` on the epoll instance of the calling worker of `rt` (a worker picked by
+    /// descriptor index for other threads): that worker's index, the error, or `None` if
+    /// that runtime has shut down.
+    fn epoll_add(&self) -> Option<io::Result<usize>> {
+        let rt = self.rt();
+        let n = rt.nworkers();
+        let me = crate::sched::worker::current_index(rt).unwrap_or(self.pd.index as usize % n);
+        // Before the fd can report an event there: `rehome_all` for that runtime finds it.
+        self.pd
+            .home_rt
+            .store(rt as *const Shared as usize, Ordering::SeqCst);
         let mut e = libc::epoll_event {
             events: (libc::EPOLLIN
                 | libc::EPOLLOUT
@@ -93,31 +181,20 @@ impl Registration {
                 | libc::EPOLLET) as u32,
             u64: ((self.pd.index as u64) << 32) | self.gen as u64,
         };
-        let r = poller
+        rt.workers[me]
+            .poller
             .with_fds(|epfd, _| {
                 // SAFETY: valid epoll fd (kept open by `with_fds`) and event pointer; `fd`
                 // validity is the caller's business (a bad fd gives EBADF, reported below).
                 cvt(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, self.fd, &mut e) })
             })
-            .unwrap_or_else(|| Err(runtime_gone()));
-        if let Err(err) = r {
-            self.home.store(UNREG, Ordering::SeqCst);
-            return Err(err);
-        }
-        poller.registered.fetch_add(1, Ordering::Relaxed);
-        self.home.store(me, Ordering::SeqCst);
-        // A deregistration that ran while we were BUSY found nothing to remove: do it for it.
-        // (SeqCst on both sides: either it sees `me` in `home`, or we see its flag here.)
-        if self.deregistered.load(Ordering::SeqCst) {
-            self.epoll_del(me);
-        }
-        Ok(())
+            .map(|r| r.map(|_| me))
     }
 
     fn epoll_del(&self, home: usize) {
         let mut e = libc::epoll_event { events: 0, u64: 0 };
         // A closed epoll instance (the runtime was dropped) has forgotten the fd anyway.
-        self.rt.workers[home].poller.with_fds(|epfd, _| {
+        self.rt().workers[home].poller.with_fds(|epfd, _| {
             // SAFETY: valid epoll fd (kept open by `with_fds`) and event pointer; failure (fd
             // already gone, or removed twice by racing deregistrations) is harmless.
             let _ = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, self.fd, &mut e) };
@@ -262,7 +339,7 @@ impl Drop for Registration {
         self.pd.gen.fetch_add(1, Ordering::SeqCst);
         let home = self.home.load(Ordering::SeqCst);
         if home < BUSY {
-            self.rt.workers[home]
+            self.rt().workers[home]
                 .poller
                 .registered
                 .fetch_sub(1, Ordering::Relaxed);

@@ -24,7 +24,7 @@
 //!
 //! A runtime that is dropped closes its epoll instances; descriptors that outlive it (a
 //! connection made there and used later from a plain thread or another runtime) are marked
-//! by [`rehome_all`], their parked waiters woken to retry, and their next wait registers them
+//! by `rehome_all`, their parked waiters woken to retry, and their next wait registers them
 //! again with the caller's (or the default) runtime, restarting their deadline timers there.
 //!
 //! Files: this one holds the error values, the `PollDesc` slab and its slot protocol;

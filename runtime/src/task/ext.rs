@@ -118,9 +118,10 @@ impl Task {
         let at = (self.ext.load(Ordering::Relaxed) as usize + EXT_BYTES) as *mut u8;
         // SAFETY: `install` kept the `scratch_reserve` bytes above the `Ext` out of the
         // coroutine's stack; they are mapped while the stack is out (until the coroutine is
-        // done) and nothing else uses them: the caller is the coroutine, which asks once. Slot
-        // memory is only ever written as bytes, so every byte is initialized (zero from the
-        // kernel, or left by earlier frames), and cleared below before it is lent out.
+        // done) and nothing else uses them: the caller is the coroutine, which asks once. The
+        // slot is raw `mmap` memory that no Rust allocation owns: every byte holds a value
+        // (zero-filled by the kernel, or whatever an earlier coroutine stored there), read
+        // here as plain integers and cleared below if any is nonzero before it is lent out.
         unsafe {
             let words = std::slice::from_raw_parts(at as *const u64, len / 8);
             let dirty =
